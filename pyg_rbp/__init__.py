@@ -1,0 +1,14 @@
+"""pyg_rbp: convergent graph networks trained by recurrent back-propagation.
+
+Propagate messages until node states reach a fixed point
+:math:`h^* = F(x, w, h^*)`, then get :math:`\\partial L/\\partial w` from the
+implicit function theorem (Neumann, CG or fixed-point RBP) instead of
+unrolling through time (Liao et al., ICML 2018).
+"""
+from .implicit import METHODS, SOLVERS, ConvergenceWarning, RBPStats, rbp
+from .nn import RBPGatedGraphConv
+
+__version__ = "0.1.0"
+
+__all__ = ["rbp", "RBPStats", "ConvergenceWarning", "RBPGatedGraphConv",
+           "METHODS", "SOLVERS", "__version__"]

@@ -1,0 +1,172 @@
+r"""Solvers for the adjoint system of recurrent back-propagation.
+
+At a fixed point :math:`h^* = F(h^*)` the gradient of a loss :math:`L` is
+
+.. math::
+    \frac{\partial L}{\partial w} = z^\top \frac{\partial F(h^*)}{\partial w},
+    \qquad (I - J^\top) z = g, \quad J = \frac{\partial F}{\partial h}(h^*),
+    \quad g = \Big(\frac{\partial L}{\partial h^*}\Big)^\top .
+
+Each solver gets :math:`g` and a function ``vjp(v) = J^T v`` (CG also gets
+``jvp(u) = J u``); none of them knows what :math:`F` is.
+
+* :func:`neumann` (Algorithm 2): :math:`z \approx \sum_{k=0}^{K} (J^\top)^k g`.
+* :func:`fixed_point` (Algorithm 1, original RBP): :math:`z \leftarrow J^\top z + g`
+  from a random start.
+* :func:`cg` (CG-RBP): conjugate gradient on the normal equations
+  :math:`(I - J)(I - J^\top) z = (I - J) g`.
+
+A solve that diverges (non-finite values, or residuals grown
+:data:`DIVERGENCE_RATIO` times above the best seen) stops and returns its best
+finite estimate with ``diverged=True``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+ADJOINT_METHODS = ("neumann", "cg", "fixed_point")
+
+#: A residual this many times above the smallest one seen counts as divergence.
+DIVERGENCE_RATIO = 1e3
+
+Op = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class AdjointResult:
+    """The adjoint estimate ``z`` and how the solve went."""
+
+    z: Tensor
+    steps: int
+    residual: float
+    diverged: bool
+
+
+def _norm(t: Tensor) -> float:
+    return float(torch.linalg.vector_norm(t))
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return (a.reshape(-1) * b.reshape(-1)).sum()
+
+
+def _is_bad(res: float, best: float) -> bool:
+    return not (res == res and res != float("inf")) or \
+        (best > 0 and res > DIVERGENCE_RATIO * best)
+
+
+def neumann(vjp: Op, g: Tensor, max_steps: int, tol: float) -> AdjointResult:
+    r"""Truncated Neumann series :math:`\sum_{k=0}^{K} (J^\top)^k g`.
+
+    Stops after ``max_steps`` terms or once a term's norm relative to
+    :math:`\|g\|` is below ``tol``.
+    """
+    gnorm = _norm(g)
+    if gnorm == 0:
+        return AdjointResult(torch.zeros_like(g), 0, 0.0, False)
+    v, s = g, g.clone()
+    best_s, best = s.clone(), 1.0
+    res, steps = 1.0, 0
+    for k in range(max_steps):
+        v = vjp(v)
+        res = _norm(v) / gnorm
+        if _is_bad(res, best):
+            return AdjointResult(best_s, k, best, True)
+        s = s + v
+        steps = k + 1
+        if res <= best:
+            best, best_s = res, s
+        if res < tol:
+            break
+    return AdjointResult(s, steps, res, False)
+
+
+def fixed_point(vjp: Op, g: Tensor, max_steps: int, tol: float,
+                init: str = "random") -> AdjointResult:
+    r"""Original RBP: iterate :math:`z_i = J^\top z_{i-1} + g`.
+
+    ``init='random'`` draws :math:`z_0 \sim U(0, 1)` as in the paper
+    (Algorithm 1); ``'zeros'`` and ``'grad'`` (:math:`z_0 = g`) are the other
+    choices. Stops when :math:`\|z_i - z_{i-1}\| / \|g\| <` ``tol``.
+    """
+    gnorm = _norm(g)
+    if gnorm == 0:
+        return AdjointResult(torch.zeros_like(g), 0, 0.0, False)
+    if init == "random":
+        z = torch.rand_like(g)
+    elif init == "zeros":
+        z = torch.zeros_like(g)
+    elif init == "grad":
+        z = g.clone()
+    else:
+        raise ValueError(f"'init' must be one of 'random', 'zeros', 'grad' "
+                         f"(got {init!r})")
+    best_z, best = z, float("inf")
+    res, steps = float("inf"), 0
+    for k in range(max_steps):
+        z_new = vjp(z) + g
+        res = _norm(z_new - z) / gnorm
+        if _is_bad(res, best):
+            return AdjointResult(best_z, k, best, True)
+        z, steps = z_new, k + 1
+        if res <= best:
+            best, best_z = res, z
+        if res < tol:
+            break
+    return AdjointResult(z, steps, res, False)
+
+
+def cg(vjp: Op, jvp: Op, g: Tensor, max_steps: int,
+       tol: float) -> AdjointResult:
+    r"""Conjugate gradient on :math:`(I - J)(I - J^\top) z = (I - J) g`.
+
+    Starts from :math:`z_0 = g` (the first Neumann term). Each iteration costs
+    one ``vjp`` and one ``jvp``. Stops when the normal-equation residual
+    relative to :math:`\|(I - J) g\|` is below ``tol``. The normal equations
+    square the condition number of :math:`I - J^\top` (the paper's caveat).
+    """
+    gnorm = _norm(g)
+    if gnorm == 0:
+        return AdjointResult(torch.zeros_like(g), 0, 0.0, False)
+
+    def normal_op(u: Tensor) -> Tensor:
+        q = u - vjp(u)
+        return q - jvp(q)
+
+    b = g - jvp(g)
+    bnorm = _norm(b)
+    if bnorm == 0:
+        return AdjointResult(g.clone(), 0, 0.0, False)
+    z = g.clone()
+    r = b - normal_op(z)
+    p = r
+    rs = _dot(r, r)
+    res = float(rs.sqrt()) / bnorm
+    best_z, best = z, res
+    steps = 0
+    for k in range(max_steps):
+        if res < tol:
+            break
+        ap = normal_op(p)
+        pap = _dot(p, ap)
+        if float(pap) == 0:  # p = 0: the residual is exactly zero, solved
+            break
+        if not bool(torch.isfinite(pap)) or float(pap) < 0:
+            return AdjointResult(best_z, k, best, True)
+        alpha = rs / pap
+        z = z + alpha * p
+        r = r - alpha * ap
+        rs_new = _dot(r, r)
+        res = float(rs_new.sqrt()) / bnorm
+        if _is_bad(res, best):
+            return AdjointResult(best_z, k, best, True)
+        steps = k + 1
+        if res <= best:
+            best, best_z = res, z
+        p = r + (rs_new / rs) * p
+        rs = rs_new
+    return AdjointResult(z, steps, res, False)

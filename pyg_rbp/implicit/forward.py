@@ -1,0 +1,157 @@
+r"""Forward solvers: iterate :math:`h \leftarrow F(h)` towards a fixed point.
+
+Two solvers share one loop:
+
+* ``'fixed_point'``: plain iteration :math:`h_{k+1} = F(h_k)` (the paper's).
+* ``'anderson'``: Anderson acceleration (type II, Walker & Ni 2011). With the
+  last :math:`m` iterates :math:`h_i` and residuals :math:`g_i = F(h_i) - h_i`,
+  solve :math:`\min_\alpha \|\sum_i \alpha_i g_i\|^2 + \lambda\|\alpha\|^2`
+  subject to :math:`\sum_i \alpha_i = 1` and take
+  :math:`h_{k+1} = \sum_i \alpha_i F(h_i)`.
+
+Convergence is measured by the relative residual
+:math:`r = \|F(h) - h\| / (\|h\| + \epsilon)`. With ``batch`` (PyG's node-to-
+graph vector) it is measured per graph; a graph whose residual falls below
+``tol`` takes :math:`F(h)` once more and then stops changing, while the others
+go on. The loop knows nothing about graphs beyond that vector.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+import torch
+from torch import Tensor
+
+SOLVERS = ("fixed_point", "anderson")
+
+_EPS = 1e-12
+
+
+def graph_residual(new: Tensor, old: Tensor, batch: Optional[Tensor],
+                   num_graphs: int) -> Tensor:
+    r"""Relative residual :math:`\|new - old\| / (\|old\| + \epsilon)`.
+
+    Returns a tensor of shape ``[num_graphs]`` (``[1]`` without ``batch``),
+    computed without building an autograd graph.
+    """
+    with torch.no_grad():
+        diff = (new - old).reshape(new.size(0), -1) if new.dim() else \
+            (new - old).reshape(1, -1)
+        ref = old.reshape(diff.size(0), -1)
+        if batch is None:
+            num = diff.pow(2).sum().reshape(1)
+            den = ref.pow(2).sum().reshape(1)
+        else:
+            num = diff.new_zeros(num_graphs).index_add_(
+                0, batch, diff.pow(2).sum(-1))
+            den = ref.new_zeros(num_graphs).index_add_(
+                0, batch, ref.pow(2).sum(-1))
+        return num.sqrt() / (den.sqrt() + _EPS)
+
+
+class _Anderson:
+    """Anderson mixing over the flattened state, with a bounded history."""
+
+    def __init__(self, memory: int = 5, lam: float = 1e-4) -> None:
+        self.memory = memory
+        self.lam = lam
+        self.xs: List[Tensor] = []
+        self.fs: List[Tensor] = []
+
+    def __call__(self, h: Tensor, fh: Tensor) -> Tensor:
+        self.xs.append(h.detach().reshape(-1) if not h.requires_grad
+                       else h.reshape(-1))
+        self.fs.append(fh.reshape(-1))
+        if len(self.xs) > self.memory:
+            self.xs.pop(0)
+            self.fs.pop(0)
+        if len(self.xs) == 1:
+            return fh
+        F = torch.stack(self.fs)
+        G = F - torch.stack(self.xs)
+        gram = G @ G.T
+        # Scale the regulariser with the residual size so it stays relative.
+        reg = self.lam * gram.diagonal().max().clamp_min(_EPS)
+        gram = gram + reg * torch.eye(gram.size(0), dtype=gram.dtype,
+                                      device=gram.device)
+        ones = torch.ones(gram.size(0), 1, dtype=gram.dtype,
+                          device=gram.device)
+        try:
+            alpha = torch.linalg.solve(gram, ones).reshape(-1)
+        except RuntimeError:  # singular despite the regulariser: plain step
+            return fh
+        alpha = alpha / alpha.sum()
+        if not bool(torch.isfinite(alpha).all()):
+            return fh
+        return (alpha @ F).reshape(fh.shape)
+
+
+@dataclass
+class IterationResult:
+    """What :func:`iterate` returns."""
+
+    h: Tensor
+    steps: int
+    trace: List[float]
+    done: Tensor  # bool, [num_graphs]
+    graph_steps: Tensor  # long, [num_graphs]
+    graph_residual: Tensor  # [num_graphs]
+    nonfinite: bool
+
+
+def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
+            tol: float, solver: str, batch: Optional[Tensor],
+            num_graphs: int) -> IterationResult:
+    """Run at most ``max_steps`` evaluations of ``f`` from ``h``.
+
+    Runs under the caller's grad mode: under :func:`torch.no_grad` it builds
+    no graph (RBP), with grad enabled every step is recorded (BPTT). With
+    ``tol == 0`` it runs exactly ``max_steps`` steps.
+    """
+    device = h.device
+    done = torch.zeros(num_graphs, dtype=torch.bool, device=device)
+    graph_steps = torch.full((num_graphs,), max_steps, dtype=torch.long,
+                             device=device)
+    graph_res = torch.full((num_graphs,), float("inf"), device=device,
+                           dtype=h.dtype)
+    trace: List[float] = []
+    mixer = _Anderson() if solver == "anderson" else None
+    nonfinite = False
+    steps = 0
+    for k in range(max_steps):
+        fh = f(h)
+        if fh.shape != h.shape:
+            raise ValueError(f"'f' must return a tensor of the shape of its "
+                             f"input {list(h.shape)} (got {list(fh.shape)})")
+        steps = k + 1
+        res = graph_residual(fh, h, batch, num_graphs)
+        active = ~done
+        graph_res = torch.where(active, res, graph_res)
+        worst = float(res[active].max()) if num_graphs > 1 else float(res[0])
+        trace.append(worst)
+        if not math.isfinite(worst):
+            nonfinite = True
+            h = fh
+            break
+        nxt = mixer(h, fh) if mixer is not None else fh
+        if tol > 0:
+            newly = active & (res <= tol)
+            graph_steps = torch.where(newly, torch.full_like(graph_steps,
+                                                             steps),
+                                      graph_steps)
+            if batch is None:
+                h = fh if bool(newly[0]) else nxt
+            else:
+                shape = (-1, ) + (1, ) * (h.dim() - 1)
+                frozen = done[batch].view(shape)
+                fresh = newly[batch].view(shape)
+                h = torch.where(frozen, h, torch.where(fresh, fh, nxt))
+            done = done | newly
+            if bool(done.all()):
+                break
+        else:
+            h = nxt
+    return IterationResult(h, steps, trace, done, graph_steps, graph_res,
+                           nonfinite)

@@ -1,0 +1,255 @@
+r"""The generic entry point :func:`rbp`: a fixed point and its implicit gradient.
+
+The engine knows nothing about graphs. It takes an iterated map
+``f(h) -> h`` that closes over its inputs and parameters, finds
+:math:`h^* = F(h^*)` and makes autograd see
+
+.. math::
+    \frac{\partial L}{\partial w} = \frac{\partial L}{\partial h^*}
+    (I - J)^{-1} \frac{\partial F(h^*)}{\partial w},
+    \qquad J = \frac{\partial F}{\partial h}(h^*),
+
+for every tensor :math:`w` that ``f`` closes over and that requires grad.
+
+How: the forward iterations run under :func:`torch.no_grad`; one final step
+:math:`h_{out} = F(h^*)` is recorded, with :math:`h^*` a detached leaf. An
+identity :class:`torch.autograd.Function` on :math:`h_{out}` turns the
+incoming gradient :math:`g` into the adjoint :math:`z = (I - J^\top)^{-1} g`,
+using vector-Jacobian products through that one recorded step, and autograd
+carries :math:`z` on through :math:`\partial F / \partial w`. Memory therefore
+stays that of one step, whatever the number of forward steps.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .._checks import (check_batch, check_choice, check_float_tensor,
+                       check_int, check_tol)
+from . import adjoint
+from .forward import SOLVERS, IterationResult, graph_residual, iterate
+from .stats import ConvergenceWarning, RBPStats
+
+METHODS = ("neumann", "cg", "fixed_point", "bptt", "tbptt")
+
+
+class _AdjointConfig:
+    """What the backward needs, kept off the autograd tensor inputs."""
+
+    def __init__(self, h_out: Tensor, h_in: Tensor, method: str, steps: int,
+                 tol: float, stats: RBPStats) -> None:
+        self.h_out = h_out
+        self.h_in = h_in
+        self.method = method
+        self.steps = steps
+        self.tol = tol
+        self.stats = stats
+
+
+class _ImplicitGrad(torch.autograd.Function):
+    """Identity in the forward; replaces ``g`` by the adjoint ``z`` backward."""
+
+    @staticmethod
+    def forward(ctx: Any, h_out: Tensor, cfg: _AdjointConfig) -> Tensor:
+        ctx.cfg = cfg
+        return h_out.view_as(h_out)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Optional[Tensor], None]:
+        cfg: _AdjointConfig = ctx.cfg
+        h_out, h_in = cfg.h_out, cfg.h_in
+
+        def vjp(v: Tensor) -> Tensor:
+            (out, ) = torch.autograd.grad(h_out, h_in, v, retain_graph=True)
+            return out
+
+        with torch.enable_grad():
+            g = grad.detach()
+            if cfg.method == "neumann":
+                result = adjoint.neumann(vjp, g, cfg.steps, cfg.tol)
+            elif cfg.method == "fixed_point":
+                result = adjoint.fixed_point(vjp, g, cfg.steps, cfg.tol)
+            else:
+                # J u by the double-vjp trick: w(v) = J^T v is linear in v,
+                # so d<w(v), u>/dv = J u. One extra graph serves all products.
+                dummy = torch.zeros_like(g, requires_grad=True)
+                (w, ) = torch.autograd.grad(h_out, h_in, dummy,
+                                            retain_graph=True,
+                                            create_graph=True)
+
+                def jvp(u: Tensor) -> Tensor:
+                    (out, ) = torch.autograd.grad(w, dummy, u,
+                                                  retain_graph=True)
+                    return out
+
+                result = adjoint.cg(vjp, jvp, g, cfg.steps, cfg.tol)
+        cfg.stats.backward_steps = result.steps
+        cfg.stats.backward_residual = result.residual
+        cfg.stats.backward_diverged = result.diverged
+        if result.diverged:
+            warnings.warn(
+                f"rbp: the '{cfg.method}' adjoint solve diverged after "
+                f"{result.steps} steps (J has spectral radius >= 1 at the "
+                f"returned state, which is probably not a fixed point); the "
+                f"best finite estimate (relative residual "
+                f"{result.residual:.3g}) was used. Make F contractive or "
+                f"lower 'backward_steps'.", ConvergenceWarning, stacklevel=2)
+        return result.z.detach(), None
+
+
+def _num_graphs(batch: Optional[Tensor]) -> int:
+    if batch is None or batch.numel() == 0:
+        return 1
+    return int(batch.max()) + 1
+
+
+def _steps_after(f: Callable[[Tensor], Tensor], h: Tensor, steps: int,
+                 batch: Optional[Tensor], num_graphs: int
+                 ) -> Tuple[Tensor, Optional[Tensor], List[float]]:
+    """Take ``steps`` plain steps after the loop (recorded if grad is on).
+
+    Returns the state, the per-graph residual of the last step and the
+    residual trace of these steps.
+    """
+    res: Optional[Tensor] = None
+    trace: List[float] = []
+    for _ in range(steps):
+        prev, h = h, f(h)
+        res = graph_residual(h, prev, batch, num_graphs)
+        trace.append(float(res.max()))
+    return h, res, trace
+
+
+def _finish_forward(stats: RBPStats, it: IterationResult,
+                    last_res: Optional[Tensor], tail: List[float],
+                    batch: Optional[Tensor], num_graphs: int,
+                    tol: float) -> None:
+    """Fill the forward fields of ``stats`` from the loop and the steps after
+    it (``tail``, whose last per-graph residual is ``last_res``)."""
+    done, graph_res = it.done, it.graph_residual
+    if last_res is not None:
+        graph_res = last_res.to(graph_res.dtype)
+    stats.residual_trace = it.trace + tail
+    stats.forward_steps = it.steps + len(tail)
+    stats.forward_residual = float(graph_res.max())
+    converged = done | (graph_res <= tol) if tol > 0 else graph_res <= 0
+    if batch is None:
+        stats.converged = bool(converged[0])
+    else:
+        stats.converged = converged
+        steps = torch.where(it.done, it.graph_steps,
+                            torch.full_like(it.graph_steps,
+                                            stats.forward_steps))
+        stats.graph_steps = steps
+        stats.graph_residual = graph_res
+    if it.nonfinite:
+        warnings.warn(
+            f"rbp: the forward iteration produced non-finite values at step "
+            f"{it.steps}; F is not a contraction here (see docs/methods.md).",
+            ConvergenceWarning, stacklevel=3)
+    elif tol > 0 and not bool(converged.all()):
+        left = int((~converged).sum())
+        what = f"{left} of {num_graphs} graphs" if batch is not None \
+            else "the state"
+        warnings.warn(
+            f"rbp: {what} did not reach tol={tol:g} within "
+            f"{stats.forward_steps} steps (final relative residual "
+            f"{stats.forward_residual:.3g}); the last state is returned. "
+            f"Raise max_iter, use solver='anderson', or make F more "
+            f"contractive.", ConvergenceWarning, stacklevel=3)
+
+
+def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
+        max_iter: int = 100, tol: float = 1e-5, solver: str = "fixed_point",
+        backward_steps: int = 20, backward_tol: float = 1e-6,
+        batch: Optional[Tensor] = None) -> Tuple[Tensor, RBPStats]:
+    r"""Find the fixed point :math:`h^* = F(h^*)` and differentiate through it.
+
+    Args:
+        f (callable): The map :math:`F`, ``f(h) -> h`` of the same shape. It
+            closes over its inputs and parameters; gradients reach every
+            tensor it uses that requires grad.
+        h0 (Tensor): The initial state. With ``batch``, its first dimension
+            indexes nodes.
+        method (str, optional): How gradients are computed: ``'neumann'``
+            (Neumann-RBP, Algorithm 2), ``'cg'`` (CG-RBP on the normal
+            equations), ``'fixed_point'`` (original RBP, Algorithm 1, random
+            start), ``'bptt'`` (back-propagation through every step) or
+            ``'tbptt'`` (through the last ``backward_steps`` steps only).
+            (default: :obj:`"neumann"`)
+        max_iter (int, optional): The most evaluations of :math:`F`, the
+            final differentiable step included. (default: :obj:`100`)
+        tol (float, optional): Stop when the relative residual
+            :math:`\|F(h) - h\| / (\|h\| + \epsilon)` is at most ``tol``;
+            ``0`` runs exactly ``max_iter`` steps and never warns.
+            (default: :obj:`1e-5`)
+        solver (str, optional): ``'fixed_point'`` or ``'anderson'``.
+            (default: :obj:`"fixed_point"`)
+        backward_steps (int, optional): The most adjoint iterations (terms
+            :math:`K` of the Neumann series, CG iterations, fixed-point
+            iterations), or the truncation of ``'tbptt'``.
+            (default: :obj:`20`)
+        backward_tol (float, optional): Stop the adjoint solve when its
+            relative residual is below this; ``0`` runs exactly
+            ``backward_steps``. (default: :obj:`1e-6`)
+        batch (Tensor, optional): Node-to-graph vector ``[N]``; convergence
+            is then judged per graph and converged graphs stop changing.
+            (default: :obj:`None`)
+
+    Returns:
+        ``(h_star, stats)``: the state after the last step and an
+        :class:`RBPStats` (backward fields are filled in by the backward).
+
+    Note:
+        For the RBP methods the result does not depend on ``h0`` (a fixed
+        point forgets its start), so no gradient flows to ``h0``. Gradients
+        of gradients (``create_graph=True``) are not supported.
+    """
+    if not callable(f):
+        raise TypeError(f"'f' must be callable (got {type(f).__name__})")
+    check_float_tensor("h0", h0)
+    check_choice("method", method, METHODS)
+    check_choice("solver", solver, SOLVERS)
+    check_int("max_iter", max_iter, 1)
+    tol = check_tol("tol", tol)
+    check_int("backward_steps", backward_steps, 1)
+    backward_tol = check_tol("backward_tol", backward_tol)
+    if batch is not None:
+        if h0.dim() == 0:
+            raise ValueError("'h0' must have a node dimension when 'batch' "
+                             "is given (got a 0-d tensor)")
+        batch = check_batch(batch, h0.size(0)).to(h0.device)
+    num_graphs = _num_graphs(batch)
+    stats = RBPStats(method=method, solver=solver)
+
+    if method == "bptt" and torch.is_grad_enabled():
+        it = iterate(f, h0, max_iter, tol, solver, batch, num_graphs)
+        _finish_forward(stats, it, None, [], batch, num_graphs, tol)
+        stats.backward_steps = it.steps
+        return it.h, stats
+
+    if method == "tbptt" and torch.is_grad_enabled():
+        k = min(backward_steps, max_iter)
+        with torch.no_grad():
+            it = iterate(f, h0, max_iter - k, tol, solver, batch, num_graphs)
+        h, res, tail = _steps_after(f, it.h.detach(), k, batch, num_graphs)
+        _finish_forward(stats, it, res, tail, batch, num_graphs, tol)
+        stats.backward_steps = k
+        return h, stats
+
+    with torch.no_grad():
+        it = iterate(f, h0.detach(), max_iter - 1, tol, solver, batch,
+                     num_graphs)
+    h_in = it.h.detach()
+    if torch.is_grad_enabled():
+        h_in.requires_grad_(True)
+    h_out, res, tail = _steps_after(f, h_in, 1, batch, num_graphs)
+    _finish_forward(stats, it, res, tail, batch, num_graphs, tol)
+    if not torch.is_grad_enabled():
+        return h_out, stats
+    cfg = _AdjointConfig(h_out, h_in, method, backward_steps, backward_tol,
+                         stats)
+    return _ImplicitGrad.apply(h_out, cfg), stats

@@ -1,0 +1,139 @@
+"""Graph inputs: checked once per call and turned into an aggregation operator.
+
+Everything in here runs once per layer call, never once per propagation
+step: the iterated map only applies the operator this module returns.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.typing import SparseTensor
+from torch_geometric.utils import is_torch_sparse_tensor, to_edge_index
+
+from .._checks import check_finite
+
+Aggregate = Callable[[Tensor], Tensor]
+
+#: Aggregations served by one sparse-matrix product per step.
+MATRIX_AGGRS = ("add", "sum", "mean")
+
+
+def standardise_graph(
+    edge_index: Any,
+    edge_weight: Optional[Tensor],
+    num_nodes: int,
+    device: torch.device,
+    owner: str,
+) -> Tuple[Tensor, Optional[Tensor]]:
+    """Check ``edge_index`` and ``edge_weight`` and return ``(edge_index, w)``.
+
+    ``edge_index`` may be a ``[2, E]`` integer tensor (sources in row 0,
+    targets in row 1), a :obj:`torch.sparse` adjacency ``adj_t`` of shape
+    ``[N, N]`` (rows are targets, as in PyG) or a
+    :class:`torch_sparse.SparseTensor` ``adj_t``. The result is always the
+    ``[2, E]`` long form with the edge values (if any) as weights.
+    """
+    if isinstance(edge_index, SparseTensor):
+        if edge_weight is not None:
+            raise ValueError(f"'{owner}' takes edge weights from the values of "
+                             f"a SparseTensor adjacency; pass "
+                             f"edge_weight=None (got a tensor)")
+        if tuple(edge_index.sizes()) != (num_nodes, num_nodes):
+            raise ValueError(
+                f"'edge_index' (SparseTensor) must have size [{num_nodes}, "
+                f"{num_nodes}] for {num_nodes} nodes "
+                f"(got {list(edge_index.sizes())})")
+        row, col, value = edge_index.coo()
+        return torch.stack([col, row]).to(device), \
+            None if value is None else value.to(device)
+    if isinstance(edge_index, Tensor) and is_torch_sparse_tensor(edge_index):
+        if edge_weight is not None:
+            raise ValueError(f"'{owner}' takes edge weights from the values of "
+                             f"a torch.sparse adjacency; pass "
+                             f"edge_weight=None (got a tensor)")
+        if tuple(edge_index.shape) != (num_nodes, num_nodes):
+            raise ValueError(
+                f"'edge_index' (torch.sparse) must have shape [{num_nodes}, "
+                f"{num_nodes}] for {num_nodes} nodes "
+                f"(got {list(edge_index.shape)})")
+        index, value = to_edge_index(edge_index)
+        return index.flip(0).to(device), value.to(device)
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"'edge_index' must be a torch.Tensor of shape [2, E], "
+                        f"a torch.sparse tensor or a SparseTensor "
+                        f"(got {type(edge_index).__name__})")
+    if edge_index.dtype not in (torch.int64, torch.int32, torch.int16,
+                                torch.uint8, torch.int8):
+        raise TypeError(f"'edge_index' must have an integer dtype "
+                        f"(got {edge_index.dtype})")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'edge_index' must have shape [2, E] "
+                         f"(got {list(edge_index.shape)})")
+    if edge_index.device != device:
+        raise ValueError(f"'edge_index' must be on the device of 'x' "
+                         f"({device}) (got {edge_index.device})")
+    if edge_index.numel() > 0:
+        lo, hi = int(edge_index.min()), int(edge_index.max())
+        if lo < 0 or hi >= num_nodes:
+            raise ValueError(
+                f"'edge_index' must hold node indices in [0, {num_nodes}) "
+                f"for {num_nodes} nodes (got values in [{lo}, {hi}])")
+    if edge_weight is not None:
+        if not isinstance(edge_weight, Tensor):
+            raise TypeError(f"'edge_weight' must be a torch.Tensor "
+                            f"(got {type(edge_weight).__name__})")
+        if not edge_weight.is_floating_point():
+            raise TypeError(f"'edge_weight' must have a floating-point dtype "
+                            f"(got {edge_weight.dtype})")
+        if edge_weight.dim() != 1 or edge_weight.numel() != edge_index.size(1):
+            raise ValueError(
+                f"'edge_weight' must have shape [{edge_index.size(1)}] (one "
+                f"per edge) (got {list(edge_weight.shape)})")
+        check_finite("edge_weight", edge_weight)
+    return edge_index.long(), edge_weight
+
+
+def build_aggregate(edge_index: Tensor, edge_weight: Optional[Tensor],
+                    num_nodes: int, aggr: Any, normalize: bool,
+                    dtype: torch.dtype,
+                    propagate: Callable[..., Tensor]) -> Aggregate:
+    r"""Return ``h -> m`` with :math:`m_i = \bigoplus_{j \to i} e_{j,i} h_j`.
+
+    For ``'add'``/``'sum'``/``'mean'`` the adjacency is built once as a CSR
+    matrix and every step is one sparse-dense product (with ``normalize``,
+    the matrix is :math:`D^{-1/2}(A + I)D^{-1/2}`). Other aggregations, and
+    edge weights that require grad, go through
+    ``propagate(edge_index, h, edge_weight)`` (the layer's gather/scatter
+    message passing) each step.
+    """
+    if normalize:
+        edge_index, edge_weight = gcn_norm(edge_index, edge_weight, num_nodes,
+                                           add_self_loops=True, dtype=dtype)
+    needs_edge_grad = edge_weight is not None and edge_weight.requires_grad
+    if not isinstance(aggr, str) or aggr not in MATRIX_AGGRS or \
+            needs_edge_grad:
+        def scatter_aggregate(h: Tensor) -> Tensor:
+            return propagate(edge_index, h, edge_weight)
+        return scatter_aggregate
+
+    src, dst = edge_index[0], edge_index[1]
+    value = torch.ones(src.numel(), dtype=dtype, device=src.device) \
+        if edge_weight is None else edge_weight.detach().to(dtype)
+    if aggr == "mean":
+        count = torch.zeros(num_nodes, dtype=dtype, device=src.device)
+        count.index_add_(0, dst, torch.ones_like(value))
+        value = value / count.clamp_min(1)[dst]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        adj = torch.sparse_coo_tensor(torch.stack([dst, src]), value,
+                                      (num_nodes, num_nodes)).coalesce()
+        adj = adj.to_sparse_csr()
+
+    def matrix_aggregate(h: Tensor) -> Tensor:
+        return adj @ h
+
+    return matrix_aggregate

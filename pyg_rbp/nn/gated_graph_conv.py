@@ -1,0 +1,212 @@
+"""RBPGatedGraphConv: a drop-in GatedGraphConv trained by recurrent back-prop."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Parameter
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.nn.inits import uniform
+from torch_geometric.typing import Adj, OptTensor
+from torch_geometric.utils import spmm
+
+from .._checks import (check_choice, check_finite, check_float_tensor,
+                       check_int, check_tol)
+from ..implicit import METHODS, SOLVERS, RBPStats, rbp
+from .adjacency import build_aggregate, standardise_graph
+
+
+class RBPGatedGraphConv(MessagePassing):
+    r"""The gated graph convolution of `"Gated Graph Sequence Neural Networks"
+    <https://arxiv.org/abs/1511.05493>`_, run to a fixed point and trained
+    with recurrent back-propagation (`"Reviving and Improving Recurrent
+    Back-Propagation" <https://arxiv.org/abs/1803.06396>`_).
+
+    .. math::
+        \mathbf{h}_i^{(0)} &= \mathbf{x}_i \, \Vert \, \mathbf{0}
+
+        \mathbf{m}_i^{(l+1)} &= \bigoplus_{j \in \mathcal{N}(i)} e_{j,i}
+        \cdot \mathbf{\Theta} \cdot \mathbf{h}_j^{(l)}
+
+        \mathbf{h}_i^{(l+1)} &= \textrm{GRU} \big( \mathbf{m}_i^{(l+1)}
+        \, \Vert \, \mathbf{h}_i^{(0)}, \mathbf{h}_i^{(l)} \big)
+
+    iterated until :math:`\|\mathbf{h}^{(l+1)} - \mathbf{h}^{(l)}\| \le
+    \mathrm{tol} \cdot \|\mathbf{h}^{(l)}\|` or for at most ``num_layers``
+    steps. Gradients come from the implicit function theorem at the fixed
+    point :math:`\mathbf{h}^* = F(\mathbf{x}, \mathbf{w}, \mathbf{h}^*)`
+    (see :func:`pyg_rbp.rbp`), so training memory does not grow with the
+    number of steps.
+
+    Two differences from :class:`torch_geometric.nn.conv.GatedGraphConv`, both
+    needed for a fixed point to exist and to depend on the input:
+
+    * one weight :math:`\mathbf{\Theta}` is shared by every step (a fixed
+      point needs a stationary map), where GatedGraphConv learns one per
+      layer;
+    * the input :math:`\mathbf{h}^{(0)}` is fed to the GRU at every step
+      beside the message (its input size is ``2 * out_channels``), so that
+      :math:`\mathbf{h}^*` depends on :math:`\mathbf{x}` and gradients reach
+      upstream layers.
+
+    Args:
+        out_channels (int): Size of each output sample.
+        num_layers (int, optional): The most propagation steps :math:`L`.
+            (default: :obj:`100`)
+        aggr (str, optional): The aggregation scheme to use
+            (:obj:`"add"`, :obj:`"mean"`, :obj:`"max"`, ...). ``"add"`` and
+            ``"mean"`` run as one sparse-matrix product per step.
+            (default: :obj:`"add"`)
+        bias (bool, optional): If set to :obj:`False`, the layer will not learn
+            an additive bias. (default: :obj:`True`)
+        method (str, optional): Gradient method: :obj:`"neumann"`,
+            :obj:`"cg"`, :obj:`"fixed_point"`, :obj:`"bptt"` or
+            :obj:`"tbptt"`. (default: :obj:`"neumann"`)
+        tol (float, optional): Relative residual at which propagation stops;
+            ``0`` runs exactly ``num_layers`` steps. (default: :obj:`1e-5`)
+        solver (str, optional): Forward solver, :obj:`"fixed_point"` or
+            :obj:`"anderson"`. (default: :obj:`"fixed_point"`)
+        backward_steps (int, optional): Most adjoint iterations (or the
+            truncation of ``"tbptt"``). (default: :obj:`20`)
+        backward_tol (float, optional): Relative residual at which the
+            adjoint solve stops. (default: :obj:`1e-6`)
+        normalize (bool, optional): If set to :obj:`True`, aggregate with
+            :math:`\mathbf{D}^{-1/2}(\mathbf{A} + \mathbf{I})\mathbf{D}^{-1/2}`
+            (self-loops added), which keeps the map better conditioned on
+            graphs with high degrees. Needs ``aggr="add"``.
+            (default: :obj:`False`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:**
+          node features :math:`(|\mathcal{V}|, F_{in})` with
+          :math:`F_{in} \le` ``out_channels``,
+          edge indices :math:`(2, |\mathcal{E}|)` or a sparse adjacency,
+          edge weights :math:`(|\mathcal{E}|)` *(optional)*,
+          batch vector :math:`(|\mathcal{V}|)` *(optional)*
+        - **output:** node features :math:`(|\mathcal{V}|, F_{out})`
+
+    After each call, :attr:`stats` holds that call's
+    :class:`pyg_rbp.RBPStats` (its backward fields fill in on backward).
+    """
+
+    def __init__(self, out_channels: int, num_layers: int = 100,
+                 aggr: str = "add", bias: bool = True, *,
+                 method: str = "neumann", tol: float = 1e-5,
+                 solver: str = "fixed_point", backward_steps: int = 20,
+                 backward_tol: float = 1e-6, normalize: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(aggr=aggr, **kwargs)
+        self.out_channels = check_int("out_channels", out_channels, 1)
+        self.num_layers = check_int("num_layers", num_layers, 1)
+        self.method = check_choice("method", method, METHODS)
+        self.tol = check_tol("tol", tol)
+        self.solver = check_choice("solver", solver, SOLVERS)
+        self.backward_steps = check_int("backward_steps", backward_steps, 1)
+        self.backward_tol = check_tol("backward_tol", backward_tol)
+        if normalize and aggr not in ("add", "sum"):
+            raise ValueError(f"'{self.__class__.__name__}' supports "
+                             f"normalize=True only with aggr='add' "
+                             f"(got aggr={aggr!r})")
+        self.normalize = bool(normalize)
+        self.stats: Optional[RBPStats] = None
+
+        self.weight = Parameter(torch.empty(out_channels, out_channels))
+        self.rnn = torch.nn.GRUCell(2 * out_channels, out_channels, bias=bias)
+
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        r"""Re-draw :math:`\mathbf{\Theta}` and the GRU's weights."""
+        super().reset_parameters()
+        uniform(self.out_channels, self.weight)
+        self.rnn.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Adj,
+                edge_weight: OptTensor = None,
+                batch: OptTensor = None) -> Tensor:
+        """Propagate to the fixed point; see the class docstring."""
+        step, h0 = self.fixed_point_map(x, edge_index, edge_weight)
+        h, self.stats = rbp(step, h0, method=self.method,
+                            max_iter=self.num_layers, tol=self.tol,
+                            solver=self.solver,
+                            backward_steps=self.backward_steps,
+                            backward_tol=self.backward_tol, batch=batch)
+        return h
+
+    def fixed_point_map(
+        self,
+        x: Tensor,
+        edge_index: Adj,
+        edge_weight: OptTensor = None,
+    ) -> Tuple[Callable[[Tensor], Tensor], Tensor]:
+        r"""Check the inputs and return the map :math:`F` and :math:`h^{(0)}`.
+
+        ``F(h)`` is one propagation step for this graph and input; ``forward``
+        hands it to :func:`pyg_rbp.rbp`. Useful to inspect the dynamics
+        (e.g. the Jacobian at the fixed point) or to drive your own solver.
+        """
+        name = self.__class__.__name__
+        check_float_tensor("x", x)
+        if x.dim() != 2:
+            raise ValueError(f"'x' must have shape [num_nodes, channels] "
+                             f"(got {x.dim()} dimensions: {list(x.shape)})")
+        if x.size(-1) > self.out_channels:
+            raise ValueError(
+                f"'{name}' needs at most out_channels={self.out_channels} "
+                f"input channels (got x with {x.size(-1)}); put a Linear "
+                f"layer in front")
+        if x.dtype != self.weight.dtype or x.device != self.weight.device:
+            raise TypeError(
+                f"'x' must match the parameters' dtype and device "
+                f"({self.weight.dtype}, {self.weight.device}) "
+                f"(got {x.dtype}, {x.device})")
+        check_finite("x", x)
+        num_nodes = x.size(0)
+        edge_index, edge_weight = standardise_graph(
+            edge_index, edge_weight, num_nodes, x.device, name)
+        aggregate = build_aggregate(edge_index, edge_weight, num_nodes,
+                                    self.aggr, self.normalize, x.dtype,
+                                    self._propagate_step)
+
+        if x.size(-1) < self.out_channels:
+            zero = x.new_zeros(num_nodes, self.out_channels - x.size(-1))
+            x = torch.cat([x, zero], dim=1)
+
+        c = self.out_channels
+        rnn = self.rnn
+        # The input half of the GRU's input projection is the same at every
+        # step: compute it once per call.
+        gi_x = F.linear(x, rnn.weight_ih[:, c:], rnn.bias_ih)
+        w_msg = rnn.weight_ih[:, :c]
+
+        def step(h: Tensor) -> Tensor:
+            m = aggregate(h @ self.weight)
+            gi = torch.addmm(gi_x, m, w_msg.t())
+            gh = F.linear(h, rnn.weight_hh, rnn.bias_hh)
+            i_r, i_z, i_n = gi.chunk(3, dim=1)
+            h_r, h_z, h_n = gh.chunk(3, dim=1)
+            r = torch.sigmoid(i_r + h_r)
+            z = torch.sigmoid(i_z + h_z)
+            n = torch.tanh(i_n + r * h_n)
+            return n + z * (h - n)
+
+        return step, x
+
+    def _propagate_step(self, edge_index: Tensor, h: Tensor,
+                        edge_weight: OptTensor) -> Tensor:
+        # propagate_type: (x: Tensor, edge_weight: OptTensor)
+        return self.propagate(edge_index, x=h, edge_weight=edge_weight)
+
+    def message(self, x_j: Tensor, edge_weight: OptTensor) -> Tensor:
+        return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
+
+    def message_and_aggregate(self, adj_t: Adj, x: Tensor) -> Tensor:
+        return spmm(adj_t, x, reduce=self.aggr)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.out_channels}, "
+                f"num_layers={self.num_layers}, method={self.method})")
