@@ -91,11 +91,10 @@ class _ImplicitGrad(torch.autograd.Function):
         cfg.stats.backward_diverged = result.diverged
         if result.diverged:
             warnings.warn(
-                f"rbp: the '{cfg.method}' adjoint solve diverged after "
-                f"{result.steps} steps (J has spectral radius >= 1 at the "
-                f"returned state, which is probably not a fixed point); the "
-                f"best finite estimate (relative residual "
-                f"{result.residual:.3g}) was used. Make F contractive or "
+                f"rbp: the '{cfg.method}' adjoint solve diverged (J has "
+                f"spectral radius >= 1 at the returned state, which is "
+                f"probably not a fixed point); its best finite estimate was "
+                f"used (see stats.backward_residual). Make F contractive or "
                 f"lower 'backward_steps'.", ConvergenceWarning, stacklevel=2)
         return result.z.detach(), None
 
@@ -151,14 +150,14 @@ def _finish_forward(stats: RBPStats, it: IterationResult,
             f"{it.steps}; F is not a contraction here (see docs/methods.md).",
             ConvergenceWarning, stacklevel=3)
     elif tol > 0 and not bool(converged.all()):
-        left = int((~converged).sum())
-        what = f"{left} of {num_graphs} graphs" if batch is not None \
-            else "the state"
+        # The text stays the same from call to call (no residual in it), so
+        # Python's warning filter shows it once per place, not every epoch;
+        # the numbers are in the stats.
+        what = "some graphs" if batch is not None else "the state"
         warnings.warn(
-            f"rbp: {what} did not reach tol={tol:g} within "
-            f"{stats.forward_steps} steps (final relative residual "
-            f"{stats.forward_residual:.3g}); the last state is returned. "
-            f"Raise max_iter, use solver='anderson', or make F more "
+            f"rbp: {what} did not reach tol={tol:g} within {stats.forward_steps}"
+            f" steps; the last state is returned (its residual is in the "
+            f"stats). Raise max_iter, use solver='anderson', or make F more "
             f"contractive.", ConvergenceWarning, stacklevel=3)
 
 

@@ -18,6 +18,11 @@ from .._checks import check_finite
 
 Aggregate = Callable[[Tensor], Tensor]
 
+# torch's notice that CSR support is "beta" says nothing to our users: the CSR
+# product we use is tested here. Filtered by its exact text, once.
+warnings.filterwarnings("ignore", category=UserWarning,
+                        message="Sparse CSR tensor support is in beta state")
+
 #: Aggregations served by one sparse-matrix product per step.
 MATRIX_AGGRS = ("add", "sum", "mean")
 
@@ -127,11 +132,13 @@ def build_aggregate(edge_index: Tensor, edge_weight: Optional[Tensor],
         count = torch.zeros(num_nodes, dtype=dtype, device=src.device)
         count.index_add_(0, dst, torch.ones_like(value))
         value = value / count.clamp_min(1)[dst]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        adj = torch.sparse_coo_tensor(torch.stack([dst, src]), value,
-                                      (num_nodes, num_nodes)).coalesce()
-        adj = adj.to_sparse_csr()
+    # No warnings.catch_warnings() here: changing the filters on every call
+    # resets Python's once-per-location registry, so every ConvergenceWarning
+    # would print again (the "beta" notice is filtered once, at import).
+    adj = torch.sparse_coo_tensor(torch.stack([dst, src]), value,
+                                  (num_nodes, num_nodes),
+                                  check_invariants=False).coalesce()
+    adj = adj.to_sparse_csr()
 
     def matrix_aggregate(h: Tensor) -> Tensor:
         return adj @ h

@@ -232,7 +232,7 @@ def test_per_graph_convergence() -> None:
 def test_per_graph_converged_is_per_graph_when_some_fail() -> None:
     rates = torch.tensor([0.1, 0.999], dtype=torch.float64)
     batch = torch.tensor([0, 0, 1, 1])
-    with pytest.warns(ConvergenceWarning, match="1 of 2 graphs"):
+    with pytest.warns(ConvergenceWarning, match="some graphs did not reach"):
         _, stats = rbp(lambda h: rates[batch] * h + 1,
                        torch.zeros(4, dtype=torch.float64), tol=1e-8,
                        max_iter=50, batch=batch)
@@ -341,3 +341,19 @@ def test_bad_map_and_state() -> None:
         rbp(lambda h: h, torch.ones(3, dtype=torch.long))
     with pytest.raises(ValueError, match="'f' must return a tensor of the shape"):
         rbp(lambda h: h[:2], torch.ones(3), max_iter=3)
+
+
+def test_neumann_truncation_error_bound() -> None:
+    """Proposition 3: ||sum_{t<=K} J^t - (I-J)^-1|| <= ||(I-J)^-1|| ||J||^{K+1}."""
+    a = _contraction(12, 0.8, seed=7)
+    g = torch.randn(12, dtype=torch.float64)
+    eye = torch.eye(12, dtype=torch.float64)
+    exact = torch.linalg.solve(eye - a.T, g)
+    inv_norm = float(torch.linalg.matrix_norm(torch.linalg.inv(eye - a.T), ord=2))
+    errors = []
+    for k in range(1, 15):
+        res = adjoint.neumann(lambda v: a.T @ v, g, k, 0.0)
+        err = float((res.z - exact).norm())
+        assert err <= inv_norm * 0.8 ** (k + 1) * float(g.norm()) * (1 + 1e-9)
+        errors.append(err)
+    assert errors[-1] < errors[0]
