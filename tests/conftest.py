@@ -25,3 +25,9 @@ def random_graph(num_nodes: int, num_edges: int, seed: int = 0) -> torch.Tensor:
     src = torch.randint(0, num_nodes, (num_edges, ), generator=gen)
     off = torch.randint(1, num_nodes, (num_edges, ), generator=gen)
     return torch.stack([src, (src + off) % num_nodes])
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    """Every test starts from the same random state, whatever ran before."""
+    torch.manual_seed(12345)

@@ -43,12 +43,12 @@ def test_same_positional_arguments_as_gated_graph_conv() -> None:
 
 def test_output_shape_padding_and_stats(device: torch.device) -> None:
     x, edge_index = _graph(device)
-    conv = RBPGatedGraphConv(8, num_layers=50).to(device)
+    conv = RBPGatedGraphConv(8, num_layers=300).to(device)
     out = conv(x, edge_index)
     assert out.shape == (4, 8)
     assert isinstance(conv.stats, RBPStats)
     assert conv.stats.converged is True
-    assert 1 < conv.stats.forward_steps <= 50
+    assert 1 < conv.stats.forward_steps < 300
     out.sum().backward()
     assert conv.stats.backward_steps is not None
     assert conv.stats.backward_residual is not None
@@ -74,7 +74,7 @@ def test_reset_parameters() -> None:
     after = list(conv.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(before, after))
     bound = 1 / 8 ** 0.5
-    assert float(conv.weight.abs().max()) <= bound
+    assert float(conv.weight.detach().abs().max()) <= bound
 
 
 def test_adjacency_formats_agree(device: torch.device) -> None:
