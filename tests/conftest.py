@@ -31,3 +31,26 @@ def random_graph(num_nodes: int, num_edges: int, seed: int = 0) -> torch.Tensor:
 def _seed() -> None:
     """Every test starts from the same random state, whatever ran before."""
     torch.manual_seed(12345)
+
+
+def shared_data_root():
+    """The read-only data folder beside the checkout (``../shared/data``),
+    or ``$PYG_RBP_TEST_DATA``; ``None`` when neither exists."""
+    from pathlib import Path
+    env = os.environ.get("PYG_RBP_TEST_DATA")
+    root = Path(env) if env else \
+        Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return root if (root / "Planetoid" / "Cora" / "raw").is_dir() else None
+
+
+needs_data = pytest.mark.skipif(shared_data_root() is None,
+                                reason="../shared/data (Planetoid) not found")
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """A private user cache, so tests never write to ~/.cache."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(path))
+    monkeypatch.delenv("PYG_RBP_DATA_ROOT", raising=False)
+    return path / "pyg_rbp"

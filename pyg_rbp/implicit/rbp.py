@@ -34,6 +34,9 @@ from .forward import SOLVERS, IterationResult, graph_residual, iterate
 from .stats import ConvergenceWarning, RBPStats
 
 METHODS = ("neumann", "cg", "fixed_point", "bptt", "tbptt")
+PENALTIES = ("spectral", "frobenius")
+#: Power iterations behind jacobian_penalty='spectral'.
+POWER_STEPS = 5
 
 
 class _AdjointConfig:
@@ -161,10 +164,32 @@ def _finish_forward(stats: RBPStats, it: IterationResult,
             f"contractive.", ConvergenceWarning, stacklevel=3)
 
 
+def _penalty(h_out: Tensor, h_in: Tensor, kind: str) -> Tensor:
+    """A differentiable measure of J = dh_out/dh_in (see ``rbp``)."""
+    v = torch.randn_like(h_in)
+    if kind == "spectral":
+        for _ in range(POWER_STEPS):  # v -> J^T v: converges to J's top
+            v = v / v.norm().clamp_min(1e-30)  # right singular direction
+            (v, ) = torch.autograd.grad(h_out, h_in, v, retain_graph=True)
+        v = (v / v.norm().clamp_min(1e-30)).detach()
+    (vjp, ) = torch.autograd.grad(h_out, h_in, v, create_graph=True,
+                                  retain_graph=True)
+    scale = 1 if kind == "spectral" else max(v.numel(), 1)
+    return vjp.pow(2).sum() / scale
+
+
+def _penalty_at(f: Callable[[Tensor], Tensor], h: Tensor,
+                kind: str) -> Tensor:
+    """The penalty at ``h``, through one extra evaluation of ``f``."""
+    h_in = h.detach().requires_grad_(True)
+    return _penalty(f(h_in), h_in, kind)
+
+
 def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
         max_iter: int = 100, tol: float = 1e-5, solver: str = "fixed_point",
         backward_steps: int = 20, backward_tol: float = 1e-6,
-        batch: Optional[Tensor] = None) -> Tuple[Tensor, RBPStats]:
+        batch: Optional[Tensor] = None,
+        jacobian_penalty: Optional[str] = None) -> Tuple[Tensor, RBPStats]:
     r"""Find the fixed point :math:`h^* = F(h^*)` and differentiate through it.
 
     Args:
@@ -197,6 +222,17 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
         batch (Tensor, optional): Node-to-graph vector ``[N]``; convergence
             is then judged per graph and converged graphs stop changing.
             (default: :obj:`None`)
+        jacobian_penalty (str, optional): Also return, in
+            ``stats.jacobian_penalty``, a differentiable estimate of how far
+            :math:`F` is from a contraction at the returned state, to add
+            (times a weight) to the loss: ``'spectral'``,
+            :math:`\sigma_{\max}(J)^2`, from 5 power iterations on
+            :math:`J J^\top` (what decides whether the iteration and the
+            Neumann series converge), or ``'frobenius'``,
+            :math:`\|J\|_F^2 / n` from one Hutchinson sample (Jacobian
+            regularisation, Bai et al., 2021). Costs a few vector-Jacobian
+            products and one with ``create_graph=True``.
+            (default: :obj:`None`)
 
     Returns:
         ``(h_star, stats)``: the state after the last step and an
@@ -216,6 +252,8 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
     tol = check_tol("tol", tol)
     check_int("backward_steps", backward_steps, 1)
     backward_tol = check_tol("backward_tol", backward_tol)
+    if jacobian_penalty is not None:
+        check_choice("jacobian_penalty", jacobian_penalty, PENALTIES)
     if batch is not None:
         if h0.dim() == 0:
             raise ValueError("'h0' must have a node dimension when 'batch' "
@@ -228,6 +266,8 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
         it = iterate(f, h0, max_iter, tol, solver, batch, num_graphs)
         _finish_forward(stats, it, None, [], batch, num_graphs, tol)
         stats.backward_steps = it.steps
+        if jacobian_penalty:
+            stats.jacobian_penalty = _penalty_at(f, it.h, jacobian_penalty)
         return it.h, stats
 
     if method == "tbptt" and torch.is_grad_enabled():
@@ -237,6 +277,8 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
         h, res, tail = _steps_after(f, it.h.detach(), k, batch, num_graphs)
         _finish_forward(stats, it, res, tail, batch, num_graphs, tol)
         stats.backward_steps = k
+        if jacobian_penalty:
+            stats.jacobian_penalty = _penalty_at(f, h, jacobian_penalty)
         return h, stats
 
     with torch.no_grad():
@@ -249,6 +291,8 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
     _finish_forward(stats, it, res, tail, batch, num_graphs, tol)
     if not torch.is_grad_enabled():
         return h_out, stats
+    if jacobian_penalty:
+        stats.jacobian_penalty = _penalty(h_out, h_in, jacobian_penalty)
     cfg = _AdjointConfig(h_out, h_in, method, backward_steps, backward_tol,
                          stats)
     return _ImplicitGrad.apply(h_out, cfg), stats

@@ -51,6 +51,11 @@ class RBPStats:
             their right-hand side; ``None`` for ``'bptt'``/``'tbptt'``.
         backward_diverged: Whether the adjoint solve was stopped because it
             diverged (then the last finite, best estimate was used).
+        jacobian_penalty: With ``jacobian_penalty`` set and grad enabled, a
+            differentiable estimate of :math:`\sigma_{\max}(J)^2`
+            (``'spectral'``) or :math:`\|J\|_F^2 / n` (``'frobenius'``) at
+            the returned state (add a multiple of it to the loss), else
+            ``None``.
     """
 
     method: str
@@ -64,3 +69,4 @@ class RBPStats:
     backward_steps: Optional[int] = None
     backward_residual: Optional[float] = None
     backward_diverged: bool = False
+    jacobian_penalty: Optional[Tensor] = field(default=None, repr=False)

@@ -15,7 +15,12 @@ from torch_geometric.utils import spmm
 from .._checks import (check_choice, check_finite, check_float_tensor,
                        check_int, check_tol)
 from ..implicit import METHODS, SOLVERS, RBPStats, rbp
+from ..implicit.rbp import PENALTIES
 from .adjacency import build_aggregate, standardise_graph
+
+
+#: Scale of the state-acting weights at initialisation (see reset_parameters).
+INIT_STATE_SCALE = 0.5
 
 
 class RBPGatedGraphConv(MessagePassing):
@@ -77,6 +82,12 @@ class RBPGatedGraphConv(MessagePassing):
             (self-loops added), which keeps the map better conditioned on
             graphs with high degrees. Needs ``aggr="add"``.
             (default: :obj:`False`)
+        jacobian_penalty (str, optional): :obj:`"spectral"` or
+            :obj:`"frobenius"`: each training call also puts a differentiable
+            estimate of :math:`\sigma_{\max}(J)^2` or
+            :math:`\|J\|_F^2 / n` in ``stats.jacobian_penalty``; add a
+            multiple of it to the loss to keep the map contractive (see
+            :func:`pyg_rbp.rbp`). (default: :obj:`None`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
@@ -98,6 +109,7 @@ class RBPGatedGraphConv(MessagePassing):
                  method: str = "neumann", tol: float = 1e-5,
                  solver: str = "fixed_point", backward_steps: int = 20,
                  backward_tol: float = 1e-6, normalize: bool = False,
+                 jacobian_penalty: Optional[str] = None,
                  **kwargs: Any) -> None:
         super().__init__(aggr=aggr, **kwargs)
         self.out_channels = check_int("out_channels", out_channels, 1)
@@ -112,6 +124,8 @@ class RBPGatedGraphConv(MessagePassing):
                              f"normalize=True only with aggr='add' "
                              f"(got aggr={aggr!r})")
         self.normalize = bool(normalize)
+        self.jacobian_penalty = None if jacobian_penalty is None else \
+            check_choice("jacobian_penalty", jacobian_penalty, PENALTIES)
         self.stats: Optional[RBPStats] = None
 
         self.weight = Parameter(torch.empty(out_channels, out_channels))
@@ -120,10 +134,20 @@ class RBPGatedGraphConv(MessagePassing):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        r"""Re-draw :math:`\mathbf{\Theta}` and the GRU's weights."""
+        r"""Re-draw :math:`\mathbf{\Theta}` and the GRU's weights.
+
+        As GatedGraphConv (uniform in :math:`\pm 1/\sqrt{C}`), except that
+        the weights acting on the state (:math:`\mathbf{\Theta}`, the GRU's
+        hidden weights and the message half of its input weights) start at
+        half that scale, so that :math:`F` starts out contractive.
+        """
         super().reset_parameters()
         uniform(self.out_channels, self.weight)
         self.rnn.reset_parameters()
+        with torch.no_grad():
+            self.weight.mul_(INIT_STATE_SCALE)
+            self.rnn.weight_hh.mul_(INIT_STATE_SCALE)
+            self.rnn.weight_ih[:, :self.out_channels].mul_(INIT_STATE_SCALE)
 
     def forward(self, x: Tensor, edge_index: Adj,
                 edge_weight: OptTensor = None,
@@ -134,7 +158,8 @@ class RBPGatedGraphConv(MessagePassing):
                             max_iter=self.num_layers, tol=self.tol,
                             solver=self.solver,
                             backward_steps=self.backward_steps,
-                            backward_tol=self.backward_tol, batch=batch)
+                            backward_tol=self.backward_tol, batch=batch,
+                            jacobian_penalty=self.jacobian_penalty)
         return h
 
     def fixed_point_map(

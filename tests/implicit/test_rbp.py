@@ -357,3 +357,51 @@ def test_neumann_truncation_error_bound() -> None:
         assert err <= inv_norm * 0.8 ** (k + 1) * float(g.norm()) * (1 + 1e-9)
         errors.append(err)
     assert errors[-1] < errors[0]
+
+
+def _gapped(n: int, top: float, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    vals = torch.linspace(0.05, 0.3, n, dtype=torch.float64)
+    vals[-1] = top
+    return q @ torch.diag(vals) @ q.T
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_spectral_penalty_estimates_the_top_singular_value(method) -> None:
+    a = _gapped(10, 0.9).requires_grad_()
+    b = torch.ones(10, dtype=torch.float64)
+    h, stats = rbp(lambda h: a @ h + b, torch.zeros(10, dtype=torch.float64),
+                   method=method, tol=1e-10, max_iter=300,
+                   jacobian_penalty="spectral")
+    pen = stats.jacobian_penalty
+    assert pen is not None and pen.requires_grad
+    assert float(pen) == pytest.approx(0.81, rel=1e-3)
+    (grad, ) = torch.autograd.grad(pen, a)
+    # d sigma^2 / dA = 2 sigma u v^T: its norm is 2 sigma = 1.8
+    assert float(grad.norm()) == pytest.approx(1.8, rel=1e-2)
+
+
+def test_frobenius_penalty_is_unbiased() -> None:
+    a = _contraction(8, 0.7, seed=2)
+    b = torch.ones(8, dtype=torch.float64)
+    samples = []
+    for _ in range(400):
+        _, stats = rbp(lambda h: a @ h + b, torch.zeros(8, dtype=torch.float64),
+                       max_iter=5, tol=0, jacobian_penalty="frobenius")
+        samples.append(float(stats.jacobian_penalty))
+    expected = float(a.pow(2).sum()) / 8
+    assert sum(samples) / len(samples) == pytest.approx(expected, rel=0.1)
+
+
+def test_penalty_off_and_under_no_grad() -> None:
+    f, _, _ = _tanh_problem(torch.device("cpu"))
+    h0 = torch.zeros(3, 6, dtype=torch.float64)
+    _, stats = rbp(f, h0)
+    assert stats.jacobian_penalty is None
+    with torch.no_grad():
+        _, stats = rbp(f, h0, jacobian_penalty="spectral")
+    assert stats.jacobian_penalty is None
+    with pytest.raises(ValueError, match="'jacobian_penalty' must be one of "
+                                         "'spectral', 'frobenius'"):
+        rbp(f, h0, jacobian_penalty="l2")

@@ -1,0 +1,41 @@
+"""Datasets for the examples and benchmarks: Planetoid and OGB node graphs.
+
+Knows nothing about Lightning; :mod:`pyg_rbp.lightning` builds on it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from torch_geometric.data import Data
+
+from .._checks import check_choice
+from .ogb import OGB_DATASETS, load_ogbn
+from .planetoid import PLANETOID, SPLITS, load_planetoid, paper_split
+from .root import (ENV_VAR, DatasetNotFoundError, cache_root,
+                   resolve_data_root)
+
+DATASETS = PLANETOID + OGB_DATASETS
+
+
+def load_node_dataset(name: str, data_root: Optional[str] = None,
+                      split: str = "public", seed: int = 0,
+                      download: bool = True) -> Data:
+    """Load any dataset in :data:`DATASETS` as one ``Data`` with masks.
+
+    OGB datasets always use their official split (``split`` must be
+    ``'public'``).
+    """
+    check_choice("dataset", name, DATASETS)
+    check_choice("split", split, SPLITS)
+    if name in OGB_DATASETS:
+        if split != "public":
+            raise ValueError(f"'{name}' has one official split; use "
+                             f"split='public' (got {split!r})")
+        return load_ogbn(name, data_root, download=download)
+    return load_planetoid(name, data_root, split=split, seed=seed,
+                          download=download)
+
+
+__all__ = ["DATASETS", "PLANETOID", "OGB_DATASETS", "SPLITS", "ENV_VAR",
+           "DatasetNotFoundError", "load_node_dataset", "load_planetoid",
+           "load_ogbn", "paper_split", "resolve_data_root", "cache_root"]

@@ -1,0 +1,86 @@
+"""Planetoid citation graphs (Cora, CiteSeer, PubMed) with both protocols."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch_geometric.transforms as T
+from torch_geometric.data import Data
+from torch_geometric.datasets import Planetoid
+
+from .root import (DatasetNotFoundError, PathLike, download_timeout,
+                   missing_files, not_found_message, resolve_data_root,
+                   writable_dataset_dir)
+
+PLANETOID = ("Cora", "CiteSeer", "PubMed")
+SPLITS = ("public", "paper")
+
+_RAW = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+
+
+def planetoid_raw_files(name: str) -> list:
+    """The eight raw files PyG's ``Planetoid`` reads for ``name``."""
+    return [f"ind.{name.lower()}.{suffix}" for suffix in _RAW]
+
+
+def paper_split(data: Data, seed: int, train: float = 0.01,
+                val: float = 0.49) -> Data:
+    """The RBP paper's protocol: random 1% train / 49% val / 50% test nodes.
+
+    Seeded with its own generator, so it does not disturb the global RNG.
+    """
+    n = data.num_nodes
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=gen)
+    n_train, n_val = max(1, round(train * n)), round(val * n)
+    for name, idx in (("train_mask", perm[:n_train]),
+                      ("val_mask", perm[n_train:n_train + n_val]),
+                      ("test_mask", perm[n_train + n_val:])):
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[idx] = True
+        data[name] = mask
+    return data
+
+
+def load_planetoid(name: str, data_root: Optional[PathLike] = None,
+                   split: str = "public", seed: int = 0,
+                   download: bool = True) -> Data:
+    """Load a Planetoid graph with row-normalised features.
+
+    Args:
+        name: ``'Cora'``, ``'CiteSeer'`` or ``'PubMed'``.
+        data_root: The data root (see :mod:`pyg_rbp.data.root`); the files
+            are read from ``<root>/Planetoid/<name>/raw/``.
+        split: ``'public'`` (Planetoid's 20 labels per class, 500 val,
+            1000 test) or ``'paper'`` (random 1% / 49% / 50%, seeded).
+        seed: Seed of the ``'paper'`` split.
+        download: Whether to let PyG download missing files.
+
+    Raises:
+        DatasetNotFoundError: Files are missing and could not be downloaded;
+            the message names them and the option to set.
+    """
+    root = resolve_data_root(data_root)
+    folder = writable_dataset_dir(root, f"Planetoid/{name}")
+    missing = missing_files(folder / "raw", planetoid_raw_files(name))
+    if missing and not download:
+        raise DatasetNotFoundError(
+            not_found_message(name, folder / "raw", missing,
+                              "Downloading is switched off."))
+    try:
+        with download_timeout():
+            dataset = Planetoid(str(folder.parent), name,
+                                transform=T.NormalizeFeatures())
+    except Exception as exc:  # network errors come in many types
+        if not missing:
+            raise
+        raise DatasetNotFoundError(
+            not_found_message(name, folder / "raw", missing,
+                              f"Downloading them failed "
+                              f"({type(exc).__name__}: {exc}).")) from None
+    data = dataset[0]
+    data.num_classes = dataset.num_classes
+    data.name = name
+    if split == "paper":
+        data = paper_split(data, seed)
+    return data

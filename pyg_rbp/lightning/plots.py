@@ -1,0 +1,64 @@
+"""PNG figures of a training run (needs matplotlib)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+
+
+def _pyplot():
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            "--plot needs matplotlib; install it with pip install matplotlib "
+            "(or pip install 'pyg-rbp[bench]')") from exc
+    return plt
+
+
+def plot_run(result: Dict[str, Any], out_dir: str) -> list:
+    """Write ``curves.png`` (loss, accuracy per epoch) and ``residual.png``
+    (hidden-state residual per propagation step, first and last forward, as
+    in the paper's figure) into ``out_dir``; return their paths."""
+    plt = _pyplot()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hist = result["history"]
+    title = f"{result['dataset']}, {result['method']}"
+    epochs = [h["epoch"] + 1 for h in hist]
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("train_loss", "val_loss"):
+        ax_loss.plot(epochs, [h.get(key, float("nan")) for h in hist],
+                     label=key)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy")
+    ax_loss.legend()
+    for key in ("train_acc", "val_acc", "test_acc"):
+        ax_acc.plot(epochs, [h.get(key, float("nan")) for h in hist],
+                    label=key)
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    curves = out / "curves.png"
+    fig.savefig(curves, dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for key, label in (("residual_trace_first", "first training step"),
+                       ("residual_trace_final", "trained model (test)")):
+        trace = result.get(key) or []
+        if trace:
+            ax.semilogy(range(1, len(trace) + 1), trace, label=label)
+    ax.set_xlabel("propagation step")
+    ax.set_ylabel(r"$\|h_{t+1} - h_t\| / \|h_t\|$")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    residual = out / "residual.png"
+    fig.savefig(residual, dpi=120)
+    plt.close(fig)
+    return [curves, residual]

@@ -1,0 +1,104 @@
+"""A GGNN node classifier: encoder, RBPGatedGraphConv, classifier."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.typing import Adj
+
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+from .._checks import check_int
+from ..nn import RBPGatedGraphConv
+from ..nn.adjacency import standardise_graph
+
+
+class RBPNodeClassifier(torch.nn.Module):
+    r"""Node classification with a recurrent GGNN run to its fixed point.
+
+    .. math::
+        \mathbf{x}' = \mathrm{ReLU}(\mathbf{W}_e\, \mathrm{drop}_{p_{in}}
+        (\mathbf{x})), \qquad
+        \mathbf{h}^* = \mathrm{RBPGatedGraphConv}(\mathrm{drop}_p
+        (\mathbf{x}'), \mathcal{E}), \qquad
+        \hat{\mathbf{y}} = \hat{\mathbf{A}}^{k}\, \mathbf{W}_c\,
+        \mathrm{drop}_p(\mathbf{h}^*)
+
+    with :math:`\hat{\mathbf{A}} = \mathbf{D}^{-1/2}(\mathbf{A} + \mathbf{I})
+    \mathbf{D}^{-1/2}`. The optional output smoothing (:math:`k` =
+    ``out_propagation``, as in GCN's last layer) averages each node's logits
+    with its neighbours'; on Cora it is worth about 3 points of accuracy
+    (see docs/results.md). :math:`k = 0` is the plain per-node classifier.
+
+    Args:
+        in_channels (int): Input feature size.
+        hidden_channels (int): State size of the recurrent layer.
+        out_channels (int): Number of classes.
+        input_dropout (float, optional): Dropout on the raw features.
+            (default: :obj:`0.5`)
+        dropout (float, optional): Dropout before and after the recurrent
+            layer. (default: :obj:`0.5`)
+        out_propagation (int, optional): Smoothing steps :math:`k` on the
+            logits. (default: :obj:`2`)
+        **conv_kwargs (optional): Options of
+            :class:`pyg_rbp.RBPGatedGraphConv` (``num_layers``, ``method``,
+            ``backward_steps``, ``normalize``, ...).
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int,
+                 out_channels: int, *, input_dropout: float = 0.5,
+                 dropout: float = 0.5, out_propagation: int = 2,
+                 **conv_kwargs: Any) -> None:
+        super().__init__()
+        for name, p in (("input_dropout", input_dropout),
+                        ("dropout", dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"'{name}' must be in [0, 1) (got {p})")
+        self.out_propagation = check_int("out_propagation", out_propagation,
+                                         0)
+        self.input_dropout = input_dropout
+        self.dropout = dropout
+        self.encoder = torch.nn.Linear(in_channels, hidden_channels)
+        self.conv = RBPGatedGraphConv(hidden_channels, **conv_kwargs)
+        self.classifier = torch.nn.Linear(hidden_channels, out_channels)
+
+    def reset_parameters(self) -> None:
+        """Re-draw every weight."""
+        self.encoder.reset_parameters()
+        self.conv.reset_parameters()
+        self.classifier.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Adj) -> Tensor:
+        """Class logits ``[N, out_channels]``."""
+        x = F.dropout(x, self.input_dropout, self.training)
+        x = self.encoder(x).relu()
+        x = F.dropout(x, self.dropout, self.training)
+        h = self.conv(x, edge_index)
+        h = F.dropout(h, self.dropout, self.training)
+        out = self.classifier(h)
+        if self.out_propagation > 0:
+            adj = _normalized_adjacency(edge_index, x.size(0), out.dtype)
+            for _ in range(self.out_propagation):
+                out = adj @ out
+        return out
+
+
+def _normalized_adjacency(edge_index: Adj, num_nodes: int,
+                          dtype: torch.dtype) -> Tensor:
+    """:math:`D^{-1/2}(A + I)D^{-1/2}` as a CSR matrix (rows are targets)."""
+    index, weight = standardise_graph(edge_index, None, num_nodes,
+                                      _device(edge_index), "RBPNodeClassifier")
+    index, weight = gcn_norm(index, weight, num_nodes, add_self_loops=True,
+                             dtype=dtype)
+    return torch.sparse_coo_tensor(index.flip(0), weight,
+                                   (num_nodes, num_nodes),
+                                   check_invariants=False).coalesce() \
+        .to_sparse_csr()
+
+
+def _device(edge_index: Adj) -> torch.device:
+    return edge_index.device() if callable(getattr(edge_index, "device",
+                                                   None)) \
+        else edge_index.device
