@@ -6,9 +6,10 @@ implicit function theorem (Neumann, CG or fixed-point RBP) instead of
 unrolling through time (Liao et al., ICML 2018).
 """
 from .implicit import METHODS, SOLVERS, ConvergenceWarning, RBPStats, rbp
-from .nn import RBPGatedGraphConv
+from .nn import HopfieldConv, RBPGatedGraphConv
 
 __version__ = "0.1.0"
 
 __all__ = ["rbp", "RBPStats", "ConvergenceWarning", "RBPGatedGraphConv",
+           "HopfieldConv",
            "METHODS", "SOLVERS", "__version__"]

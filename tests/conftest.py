@@ -7,8 +7,10 @@ from typing import List
 import pytest
 import torch
 
-# Tests run in one process on a 2-core machine: use the cores we have, no more.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tests run in one process on a 2-core machine: use the cores we have, no more
+# (PYG_RBP_TEST_THREADS overrides, e.g. 1 beside a running benchmark).
+torch.set_num_threads(int(os.environ.get("PYG_RBP_TEST_THREADS", 0))
+                      or max(1, min(2, os.cpu_count() or 1)))
 
 DEVICES: List[str] = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -5,9 +5,9 @@ from typing import Optional
 
 import torch
 from torch_geometric.data import Data
+from torch_geometric.utils import to_undirected
 
-from .root import (DatasetNotFoundError, PathLike, download_timeout,
-                   missing_files, not_found_message, resolve_data_root,
+from .root import (PathLike, missing_files, open_dataset, resolve_data_root,
                    writable_dataset_dir)
 
 OGB_DATASETS = ("ogbn-arxiv", "ogbn-products")
@@ -37,7 +37,7 @@ def load_ogbn(name: str, data_root: Optional[PathLike] = None,
     Raises:
         ModuleNotFoundError: ``ogb`` is not installed (``pip install
             pyg-rbp[ogb]``).
-        DatasetNotFoundError: Files are missing and could not be downloaded.
+        pyg_rbp.data.DatasetNotFoundError: Files are missing and could not be downloaded.
     """
     try:
         from ogb.nodeproppred import PygNodePropPredDataset
@@ -52,20 +52,9 @@ def load_ogbn(name: str, data_root: Optional[PathLike] = None,
     missing = missing_files(folder / "raw", _RAW)
     if folder.exists() and not (folder / "RELEASE_v1.txt").exists():
         missing.append("../RELEASE_v1.txt")  # else OGB stops to ask
-    if missing and not download:
-        raise DatasetNotFoundError(
-            not_found_message(name, folder / "raw", missing,
-                              "Downloading is switched off."))
-    try:
-        with download_timeout():
-            dataset = PygNodePropPredDataset(name, root=str(folder.parent))
-    except Exception as exc:
-        if not missing:
-            raise
-        raise DatasetNotFoundError(
-            not_found_message(name, folder / "raw", missing,
-                              f"Downloading them failed "
-                              f"({type(exc).__name__}: {exc}).")) from None
+    dataset = open_dataset(
+        name, folder / "raw", missing, download,
+        lambda: PygNodePropPredDataset(name, root=str(folder.parent)))
     data = dataset[0]
     split = dataset.get_idx_split()
     n = data.num_nodes
@@ -74,7 +63,6 @@ def load_ogbn(name: str, data_root: Optional[PathLike] = None,
         mask = torch.zeros(n, dtype=torch.bool)
         mask[split[key]] = True
         data[mask_name] = mask
-    from torch_geometric.utils import to_undirected
     out = Data(x=data.x.float(), edge_index=to_undirected(data.edge_index,
                                                           num_nodes=n),
                y=data.y.view(-1).long(), train_mask=data.train_mask,

@@ -8,8 +8,7 @@ import torch_geometric.transforms as T
 from torch_geometric.data import Data
 from torch_geometric.datasets import Planetoid
 
-from .root import (DatasetNotFoundError, PathLike, download_timeout,
-                   missing_files, not_found_message, resolve_data_root,
+from .root import (PathLike, missing_files, open_dataset, resolve_data_root,
                    writable_dataset_dir)
 
 PLANETOID = ("Cora", "CiteSeer", "PubMed")
@@ -57,27 +56,16 @@ def load_planetoid(name: str, data_root: Optional[PathLike] = None,
         download: Whether to let PyG download missing files.
 
     Raises:
-        DatasetNotFoundError: Files are missing and could not be downloaded;
+        pyg_rbp.data.DatasetNotFoundError: Files are missing and could not be downloaded;
             the message names them and the option to set.
     """
     root = resolve_data_root(data_root)
     folder = writable_dataset_dir(root, f"Planetoid/{name}")
     missing = missing_files(folder / "raw", planetoid_raw_files(name))
-    if missing and not download:
-        raise DatasetNotFoundError(
-            not_found_message(name, folder / "raw", missing,
-                              "Downloading is switched off."))
-    try:
-        with download_timeout():
-            dataset = Planetoid(str(folder.parent), name,
-                                transform=T.NormalizeFeatures())
-    except Exception as exc:  # network errors come in many types
-        if not missing:
-            raise
-        raise DatasetNotFoundError(
-            not_found_message(name, folder / "raw", missing,
-                              f"Downloading them failed "
-                              f"({type(exc).__name__}: {exc}).")) from None
+    dataset = open_dataset(
+        name, folder / "raw", missing, download,
+        lambda: Planetoid(str(folder.parent), name,
+                          transform=T.NormalizeFeatures()))
     data = dataset[0]
     data.num_classes = dataset.num_classes
     data.name = name

@@ -19,11 +19,12 @@ import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, TypeVar, Union
 
 ENV_VAR = "PYG_RBP_DATA_ROOT"
 
 PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -99,6 +100,24 @@ def not_found_message(dataset: str, folder: Path, missing: Sequence[str],
             f"{listed}. {reason} Put the files there, or point the data root "
             f"at a folder that has them with --data-root DIR (examples), "
             f"data_root=DIR (Python) or the environment variable {ENV_VAR}.")
+
+
+def open_dataset(name: str, raw_dir: Path, missing: Sequence[str],
+                 download: bool, build: Callable[[], T]) -> T:
+    """Run ``build()`` (which may download), turning a failure to get the
+    ``missing`` raw files into one :class:`DatasetNotFoundError`."""
+    if missing and not download:
+        raise DatasetNotFoundError(not_found_message(
+            name, raw_dir, missing, "Downloading is switched off."))
+    try:
+        with download_timeout():
+            return build()
+    except Exception as exc:  # network errors come in many types
+        if not missing:
+            raise
+        raise DatasetNotFoundError(not_found_message(
+            name, raw_dir, missing, f"Downloading them failed "
+            f"({type(exc).__name__}: {exc}).")) from None
 
 
 @contextmanager

@@ -3,7 +3,6 @@ accuracy benchmark both call."""
 from __future__ import annotations
 
 import json
-import os
 import resource
 import time
 from dataclasses import asdict, dataclass, field
@@ -137,11 +136,15 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
     # Checkpoints go to the logger's version folder, one per run:
     # <output_dir>/<dataset>-<method>-s<seed>/logs/version_N/checkpoints.
     checkpoint = ModelCheckpoint(filename="best-{epoch}", monitor="val_acc",
-                                 mode="max", save_last=True)
+                                 mode="max")
+    # last.ckpt after every epoch, overwritten: what --resume continues from
+    # (ModelCheckpoint(save_last=True) only writes it when the best improves).
+    latest = ModelCheckpoint(filename="last", enable_version_counter=False)
     trainer = pl.Trainer(
         max_epochs=cfg.max_epochs, accelerator=cfg.accelerator,
         devices=cfg.devices, strategy=cfg.strategy,
-        callbacks=[checkpoint, history], use_distributed_sampler=False,
+        callbacks=[checkpoint, latest, history],
+        use_distributed_sampler=False,
         logger=CSVLogger(str(run_dir), name="logs"), log_every_n_steps=1,
         enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
         gradient_clip_val=cfg.gradient_clip,
@@ -179,7 +182,3 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
             plot_run(result, cfg.plot)
     return result
 
-
-def world_rank() -> int:
-    """This process's rank under Lightning's DDP launcher (0 otherwise)."""
-    return int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0)))

@@ -1,4 +1,5 @@
 """Graph layers built on the implicit engine."""
 from .gated_graph_conv import RBPGatedGraphConv
+from .hopfield_conv import HopfieldConv
 
-__all__ = ["RBPGatedGraphConv"]
+__all__ = ["RBPGatedGraphConv", "HopfieldConv"]

@@ -252,7 +252,8 @@ def test_empty_isolated_and_single_node(device: torch.device) -> None:
     x = torch.randn(4, 2, device=device)
     out = conv(x, torch.tensor([[0, 1], [1, 0]], device=device))
     alone = conv(x[3:], empty)
-    torch.testing.assert_close(out[3:], alone)
+    # both are the fixed point to within tol=1e-5 (they stop at other steps)
+    torch.testing.assert_close(out[3:], alone, atol=1e-4, rtol=1e-4)
     # one node, no edges
     out = conv(torch.randn(1, 4, device=device), empty)
     assert out.shape == (1, 4)
