@@ -153,7 +153,7 @@ def main(argv=None) -> int:
                    help="forward steps (the paper: 50)")
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--init-scale", type=float, default=1.0,
+    p.add_argument("--init-scale", type=float, default=10.0,
                    help="multiply the initial weights (U(+-1/sqrt(N))) by "
                         "this; large values make J's spectral radius near 1")
     p.add_argument("--input-scale", type=float, default=4.0,
