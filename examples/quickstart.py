@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch_geometric.utils import stochastic_blockmodel_graph
 
 from pyg_rbp import METHODS, RBPGatedGraphConv
+from pyg_rbp.utils import SavedTensorMeter
 
 
 def make_data(seed: int, num_classes: int = 4, per_class: int = 100):
@@ -71,18 +72,11 @@ def main() -> None:
                     backward_steps=args.backward_steps, normalize=True)
         opt = torch.optim.Adam(model.parameters(), lr=0.01,
                                weight_decay=5e-4)
-        saved = [0]
-
-        def pack(t: torch.Tensor) -> torch.Tensor:
-            saved[0] += t.numel() * t.element_size()
-            return t
-
         start = time.perf_counter()
         for epoch in range(args.epochs):
             model.train()
             opt.zero_grad()
-            saved[0] = 0
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with SavedTensorMeter() as meter:
                 out = model(x, edge_index)
             F.cross_entropy(out[train], y[train]).backward()
             opt.step()
@@ -94,7 +88,7 @@ def main() -> None:
         acc = float((pred[test] == y[test]).float().mean())
         print(f"{method:<12}{acc:>9.3f}{train_stats.forward_steps:>10}"
               f"{train_stats.backward_steps:>10}"
-              f"{saved[0] / 2**20:>10.2f}{per_epoch:>9.3f}")
+              f"{meter.bytes / 2**20:>10.2f}{per_epoch:>9.3f}")
 
 
 if __name__ == "__main__":

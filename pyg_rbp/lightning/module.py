@@ -13,6 +13,7 @@ from torch_geometric.data import Data
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from ..models import RBPNodeClassifier
+from ..utils import SavedTensorMeter
 
 
 def _numpy_state_to_plain(state: tuple) -> tuple:
@@ -114,20 +115,14 @@ class NodeClassificationModule(pl.LightningModule):
 
     # -- training --------------------------------------------------------
     def training_step(self, batch: Data, batch_idx: int) -> Tensor:
-        saved = [0]
-
-        def pack(t: Tensor) -> Tensor:
-            saved[0] += t.numel() * t.element_size()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with SavedTensorMeter() as meter:
             out = self.model(batch.x, batch.edge_index)
         if hasattr(batch, "batch_size"):  # NeighborLoader: seeds come first
             out, y = out[:batch.batch_size], batch.y[:batch.batch_size]
         else:
             out, y = out[batch.train_mask], batch.y[batch.train_mask]
         loss = F.cross_entropy(out, y)
-        self.peak_saved_bytes = max(self.peak_saved_bytes, saved[0])
+        self.peak_saved_bytes = max(self.peak_saved_bytes, meter.bytes)
         stats = self.model.conv.stats
         if stats.jacobian_penalty is not None:
             self._log("jac_penalty", stats.jacobian_penalty.detach())
@@ -136,7 +131,7 @@ class NodeClassificationModule(pl.LightningModule):
         self._log("train_acc", self._accuracy(out.detach(), y))
         self._log("fwd_steps", stats.forward_steps)
         self._log("fwd_residual", stats.forward_residual)
-        self._log("saved_mib", saved[0] / 2**20)
+        self._log("saved_mib", meter.bytes / 2**20)
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any,
