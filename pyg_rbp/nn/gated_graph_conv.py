@@ -13,9 +13,10 @@ from torch_geometric.typing import Adj, OptTensor
 from torch_geometric.utils import spmm
 
 from .._checks import (check_choice, check_finite, check_float_tensor,
-                       check_int, check_tol)
-from ..implicit import METHODS, SOLVERS, RBPStats, rbp
+                       check_int)
+from ..implicit import RBPStats, rbp
 from ..implicit.rbp import PENALTIES
+from ._options import set_solver_options
 from .adjacency import build_aggregate, standardise_graph
 
 
@@ -114,11 +115,8 @@ class RBPGatedGraphConv(MessagePassing):
         super().__init__(aggr=aggr, **kwargs)
         self.out_channels = check_int("out_channels", out_channels, 1)
         self.num_layers = check_int("num_layers", num_layers, 1)
-        self.method = check_choice("method", method, METHODS)
-        self.tol = check_tol("tol", tol)
-        self.solver = check_choice("solver", solver, SOLVERS)
-        self.backward_steps = check_int("backward_steps", backward_steps, 1)
-        self.backward_tol = check_tol("backward_tol", backward_tol)
+        set_solver_options(self, method, tol, solver, backward_steps,
+                           backward_tol)
         if normalize and aggr not in ("add", "sum"):
             raise ValueError(f"'{self.__class__.__name__}' supports "
                              f"normalize=True only with aggr='add' "

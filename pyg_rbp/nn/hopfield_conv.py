@@ -8,8 +8,9 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.nn.conv import MessagePassing
 
-from .._checks import check_choice, check_float_tensor, check_int, check_tol
-from ..implicit import METHODS, SOLVERS, RBPStats, rbp
+from .._checks import check_choice, check_float_tensor, check_int
+from ..implicit import RBPStats, rbp
+from ._options import set_solver_options
 
 
 class HopfieldConv(MessagePassing):
@@ -61,11 +62,8 @@ class HopfieldConv(MessagePassing):
         self.activation = check_choice("activation", activation,
                                        ("sigmoid", "tanh"))
         self.num_steps = check_int("num_steps", num_steps, 1)
-        self.method = check_choice("method", method, METHODS)
-        self.tol = check_tol("tol", tol)
-        self.solver = check_choice("solver", solver, SOLVERS)
-        self.backward_steps = check_int("backward_steps", backward_steps, 1)
-        self.backward_tol = check_tol("backward_tol", backward_tol)
+        set_solver_options(self, method, tol, solver, backward_steps,
+                           backward_tol)
         self.weight = Parameter(torch.empty(num_neurons, num_neurons))
         self.stats: Optional[RBPStats] = None
         self.reset_parameters()
