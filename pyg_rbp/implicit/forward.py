@@ -37,17 +37,17 @@ def graph_residual(new: Tensor, old: Tensor, batch: Optional[Tensor],
     computed without building an autograd graph.
     """
     with torch.no_grad():
+        if batch is None:  # two norms, no squared copies
+            num = torch.linalg.vector_norm(new - old).reshape(1)
+            den = torch.linalg.vector_norm(old).reshape(1)
+            return num / (den + _EPS)
         diff = (new - old).reshape(new.size(0), -1) if new.dim() else \
             (new - old).reshape(1, -1)
         ref = old.reshape(diff.size(0), -1)
-        if batch is None:
-            num = diff.pow(2).sum().reshape(1)
-            den = ref.pow(2).sum().reshape(1)
-        else:
-            num = diff.new_zeros(num_graphs).index_add_(
-                0, batch, diff.pow(2).sum(-1))
-            den = ref.new_zeros(num_graphs).index_add_(
-                0, batch, ref.pow(2).sum(-1))
+        num = diff.new_zeros(num_graphs).index_add_(
+            0, batch, diff.pow(2).sum(-1))
+        den = ref.new_zeros(num_graphs).index_add_(
+            0, batch, ref.pow(2).sum(-1))
         return num.sqrt() / (den.sqrt() + _EPS)
 
 

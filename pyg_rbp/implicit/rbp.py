@@ -43,9 +43,11 @@ class _AdjointConfig:
     """What the backward needs, kept off the autograd tensor inputs."""
 
     def __init__(self, h_out: Tensor, h_in: Tensor, method: str, steps: int,
-                 tol: float, stats: RBPStats) -> None:
+                 tol: float, stats: RBPStats,
+                 f: Optional[Callable[[Tensor], Tensor]] = None) -> None:
         self.h_out = h_out
         self.h_in = h_in
+        self.f = f
         self.method = method
         self.steps = steps
         self.tol = tol
@@ -65,10 +67,9 @@ class _ImplicitGrad(torch.autograd.Function):
         cfg: _AdjointConfig = ctx.cfg
         h_out, h_in = cfg.h_out, cfg.h_in
 
-        def vjp(v: Tensor) -> Tensor:
-            (out, ) = torch.autograd.grad(h_out, h_in, v, retain_graph=True)
-            return out
-
+        # Built here, not in the forward, so that nothing beyond the
+        # recorded step is held between forward and backward.
+        vjp = _closed_form_vjp(cfg.f, h_in) or _autograd_vjp(h_out, h_in)
         with torch.enable_grad():
             g = grad.detach()
             if cfg.method == "neumann":
@@ -100,6 +101,21 @@ class _ImplicitGrad(torch.autograd.Function):
                 f"used (see stats.backward_residual). Make F contractive or "
                 f"lower 'backward_steps'.", ConvergenceWarning, stacklevel=2)
         return result.z.detach(), None
+
+
+def _autograd_vjp(h_out: Tensor, h_in: Tensor) -> Callable[[Tensor], Tensor]:
+    """``v -> J^T v`` through the recorded step ``h_out = F(h_in)``."""
+    def vjp(v: Tensor) -> Tensor:
+        (out, ) = torch.autograd.grad(h_out, h_in, v, retain_graph=True)
+        return out
+    return vjp
+
+
+def _closed_form_vjp(f: Optional[Callable[[Tensor], Tensor]],
+                     h: Tensor) -> Optional[Callable[[Tensor], Tensor]]:
+    """``f.vjp_at(h)`` where ``f`` offers one (see :func:`rbp`)."""
+    vjp_at = getattr(f, "vjp_at", None)
+    return vjp_at(h) if callable(vjp_at) else None
 
 
 def _num_graphs(batch: Optional[Tensor]) -> int:
@@ -164,13 +180,15 @@ def _finish_forward(stats: RBPStats, it: IterationResult,
             f"contractive.", ConvergenceWarning, stacklevel=3)
 
 
-def _penalty(h_out: Tensor, h_in: Tensor, kind: str) -> Tensor:
+def _penalty(h_out: Tensor, h_in: Tensor, kind: str,
+             vjp: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
     """A differentiable measure of J = dh_out/dh_in (see ``rbp``)."""
     v = torch.randn_like(h_in)
     if kind == "spectral":
+        vjp = vjp or _autograd_vjp(h_out, h_in)
         for _ in range(POWER_STEPS):  # v -> J^T v: converges to J's top
             v = v / v.norm().clamp_min(1e-30)  # right singular direction
-            (v, ) = torch.autograd.grad(h_out, h_in, v, retain_graph=True)
+            v = vjp(v)
         v = (v / v.norm().clamp_min(1e-30)).detach()
     (vjp, ) = torch.autograd.grad(h_out, h_in, v, create_graph=True,
                                   retain_graph=True)
@@ -239,6 +257,13 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
         :class:`RBPStats` (backward fields are filled in by the backward).
 
     Note:
+        If ``f`` has a method ``vjp_at(h)`` that returns a function
+        :math:`v \mapsto J(h)^\top v` (or ``None``), the adjoint solvers
+        and the penalty's power iterations use it instead of autograd
+        through the recorded step; it must compute the same product (e.g.
+        in closed form, as :class:`pyg_rbp.nn.GGNNStep` does). The
+        parameter gradient still goes through autograd.
+
         For the RBP methods the result does not depend on ``h0`` (a fixed
         point forgets its start), so no gradient flows to ``h0``. Gradients
         of gradients (``create_graph=True``) are not supported.
@@ -292,7 +317,8 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
     if not torch.is_grad_enabled():
         return h_out, stats
     if jacobian_penalty:
-        stats.jacobian_penalty = _penalty(h_out, h_in, jacobian_penalty)
+        stats.jacobian_penalty = _penalty(h_out, h_in, jacobian_penalty,
+                                          _closed_form_vjp(f, h_in))
     cfg = _AdjointConfig(h_out, h_in, method, backward_steps, backward_tol,
-                         stats)
+                         stats, f)
     return _ImplicitGrad.apply(h_out, cfg), stats

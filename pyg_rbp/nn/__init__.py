@@ -1,5 +1,6 @@
 """Graph layers built on the implicit engine."""
 from .gated_graph_conv import RBPGatedGraphConv
+from .ggnn_step import GGNNStep
 from .hopfield_conv import HopfieldConv
 
-__all__ = ["RBPGatedGraphConv", "HopfieldConv"]
+__all__ = ["RBPGatedGraphConv", "GGNNStep", "HopfieldConv"]

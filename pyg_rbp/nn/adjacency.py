@@ -138,9 +138,38 @@ def build_aggregate(edge_index: Tensor, edge_weight: Optional[Tensor],
     adj = torch.sparse_coo_tensor(torch.stack([dst, src]), value,
                                   (num_nodes, num_nodes),
                                   check_invariants=False).coalesce()
-    adj = adj.to_sparse_csr()
+    return SparseMatrix(adj.to_sparse_csr())
 
-    def matrix_aggregate(h: Tensor) -> Tensor:
-        return adj @ h
 
-    return matrix_aggregate
+class SparseMatrix:
+    """``h -> A h`` for a constant CSR matrix, with a backward that uses a
+    transpose built once (on first use) instead of once per product: autograd
+    of ``csr @ h`` would re-sort the indices for :math:`A^\top g` at every
+    backward step (BPTT steps, the adjoint's vector-Jacobian products)."""
+
+    def __init__(self, adj: Tensor) -> None:
+        self.adj = adj
+        self._adj_t: Optional[Tensor] = None
+
+    def transposed(self) -> Tensor:
+        if self._adj_t is None:
+            self._adj_t = self.adj.t().to_sparse_csr()
+        return self._adj_t
+
+    def __call__(self, h: Tensor) -> Tensor:
+        if not h.requires_grad:
+            return self.adj @ h
+        return _SparseMatMul.apply(h, self)
+
+
+class _SparseMatMul(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, matrix: SparseMatrix) -> Tensor:
+        ctx.matrix = matrix
+        return matrix.adj @ h
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Tensor, None]:
+        # Written with differentiable ops, so double backward works (the
+        # Jacobian penalty differentiates through a vector-Jacobian product).
+        return ctx.matrix.transposed() @ grad, None

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.nn.conv import MessagePassing
@@ -17,7 +16,8 @@ from .._checks import (check_choice, check_finite, check_float_tensor,
 from ..implicit import RBPStats, rbp
 from ..implicit.rbp import PENALTIES
 from ._options import set_solver_options
-from .adjacency import build_aggregate, standardise_graph
+from .adjacency import MATRIX_AGGRS, build_aggregate, standardise_graph
+from .ggnn_step import GGNNStep
 
 
 #: Scale of the state-acting weights at initialisation (see reset_parameters).
@@ -199,24 +199,8 @@ class RBPGatedGraphConv(MessagePassing):
             zero = x.new_zeros(num_nodes, self.out_channels - x.size(-1))
             x = torch.cat([x, zero], dim=1)
 
-        c = self.out_channels
-        rnn = self.rnn
-        # The input half of the GRU's input projection is the same at every
-        # step: compute it once per call.
-        gi_x = F.linear(x, rnn.weight_ih[:, c:], rnn.bias_ih)
-        w_msg = rnn.weight_ih[:, :c]
-
-        def step(h: Tensor) -> Tensor:
-            m = aggregate(h @ self.weight)
-            gi = torch.addmm(gi_x, m, w_msg.t())
-            gh = F.linear(h, rnn.weight_hh, rnn.bias_hh)
-            i_r, i_z, i_n = gi.chunk(3, dim=1)
-            h_r, h_z, h_n = gh.chunk(3, dim=1)
-            r = torch.sigmoid(i_r + h_r)
-            z = torch.sigmoid(i_z + h_z)
-            n = torch.tanh(i_n + r * h_n)
-            return n + z * (h - n)
-
+        step = GGNNStep(x, self.weight, self.rnn, aggregate,
+                        linear_aggregate=self.aggr in MATRIX_AGGRS)
         return step, x
 
     def _propagate_step(self, edge_index: Tensor, h: Tensor,
@@ -233,3 +217,4 @@ class RBPGatedGraphConv(MessagePassing):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.out_channels}, "
                 f"num_layers={self.num_layers}, method={self.method})")
+
