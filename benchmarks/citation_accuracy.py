@@ -62,6 +62,7 @@ def main() -> int:
     p.add_argument("--max-epochs", type=int, default=200)
     p.add_argument("--num-layers", type=int, default=30)
     p.add_argument("--backward-steps", type=int, default=10)
+    p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output-json", required=True)
     p.add_argument("--output-dir", default="outputs/benchmark")
@@ -84,7 +85,7 @@ def main() -> int:
                     continue  # resumable: keeps what an earlier run wrote
                 r = train_node_classifier(TrainConfig(
                     dataset=dataset, method=method, seed=seed,
-                    split=a.split, max_epochs=a.max_epochs,
+                    split=a.split, max_epochs=a.max_epochs, lr=a.lr,
                     num_layers=a.num_layers, backward_steps=a.backward_steps,
                     data_root=a.data_root, accelerator="cpu",
                     progress_bar=False, output_dir=a.output_dir,
