@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     try:
         cfg = parse_args(argv)
         cfg.check()
-    except ValueError as exc:
+    except (ValueError, ModuleNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # One warning per place is plenty in a training loop.

@@ -18,7 +18,7 @@ class ConvergenceWarning(UserWarning):
 
 @dataclass
 class RBPStats:
-    """What one call of :func:`pyg_rbp.rbp` did.
+    r"""What one call of :func:`pyg_rbp.rbp` did.
 
     The forward fields are set when the forward pass returns; the backward
     fields are set when the backward pass has run (they stay ``None`` until
@@ -32,7 +32,7 @@ class RBPStats:
         forward_steps: Number of evaluations of :math:`F`, the final
             differentiable one included.
         forward_residual: Final relative residual
-            :math:`\\|F(h) - h\\| / (\\|h\\| + \\epsilon)`; with ``batch``, the
+            :math:`\|F(h) - h\| / (\|h\| + \epsilon)`; with ``batch``, the
             largest over the graphs.
         converged: Whether ``forward_residual <= tol``; a bool, or a bool
             tensor with one entry per graph when ``batch`` was given.
@@ -45,8 +45,8 @@ class RBPStats:
             ``'fixed_point'``), CG iterations (``'cg'``) or differentiable
             unrolled steps (``'bptt'``, ``'tbptt'``).
         backward_residual: Final relative residual of the adjoint solve:
-            the norm of the last Neumann term over :math:`\\|g\\|`; for
-            ``'fixed_point'`` :math:`\\|z_i - z_{i-1}\\| / \\|g\\|`; for
+            the norm of the last Neumann term over :math:`\|g\|`; for
+            ``'fixed_point'`` :math:`\|z_i - z_{i-1}\| / \|g\|`; for
             ``'cg'`` the residual of the normal equations over the norm of
             their right-hand side; ``None`` for ``'bptt'``/``'tbptt'``.
         backward_diverged: Whether the adjoint solve was stopped because it

@@ -28,7 +28,7 @@ def _numpy_state_from_plain(state: tuple) -> tuple:
 
 
 class NodeClassificationModule(pl.LightningModule):
-    """Trains :class:`pyg_rbp.models.RBPNodeClassifier` with cross-entropy.
+    r"""Trains :class:`pyg_rbp.models.RBPNodeClassifier` with cross-entropy.
 
     Batches are either the whole graph (``train_mask`` selects the loss
     nodes) or a neighbour-sampled subgraph whose first ``batch_size`` nodes

@@ -5,6 +5,12 @@ from pathlib import Path
 from typing import Any, Dict
 
 
+def check_plotting() -> None:
+    """Raise the ``ModuleNotFoundError`` of :func:`_pyplot` now, before a run
+    whose ``--plot`` would otherwise fail only after training."""
+    _pyplot()
+
+
 def _pyplot():
     try:
         import matplotlib
@@ -12,8 +18,8 @@ def _pyplot():
         import matplotlib.pyplot as plt
     except ModuleNotFoundError as exc:
         raise ModuleNotFoundError(
-            "--plot needs matplotlib; install it with pip install matplotlib "
-            "(or pip install 'pyg-rbp[bench]')") from exc
+            "--plot needs matplotlib; install it with pip install "
+            "'pyg-rbp[lightning]' (or pip install matplotlib)") from exc
     return plt
 
 

@@ -80,6 +80,9 @@ class TrainConfig:
         if self.resume is not None and not Path(self.resume).is_file():
             raise ValueError(f"--resume: no checkpoint file at "
                              f"{self.resume}")
+        if self.plot:
+            from .plots import check_plotting
+            check_plotting()
 
 
 class History(Callback):
