@@ -16,12 +16,15 @@ from .._checks import (check_choice, check_finite, check_float_tensor,
 from ..implicit import RBPStats, rbp
 from ..implicit.rbp import PENALTIES
 from ._options import set_solver_options
-from .adjacency import MATRIX_AGGRS, build_aggregate, standardise_graph
+from .adjacency import (MATRIX_AGGRS, build_aggregate, check_edge_type,
+                        standardise_graph)
 from .ggnn_step import GGNNStep
 
 
 #: Scale of the state-acting weights at initialisation (see reset_parameters).
 INIT_STATE_SCALE = 0.5
+#: The initialisations of reset_parameters.
+STATE_INITS = ("contractive", "identity")
 
 
 class RBPGatedGraphConv(MessagePassing):
@@ -34,7 +37,7 @@ class RBPGatedGraphConv(MessagePassing):
         \mathbf{h}_i^{(0)} &= \mathbf{x}_i \, \Vert \, \mathbf{0}
 
         \mathbf{m}_i^{(l+1)} &= \bigoplus_{j \in \mathcal{N}(i)} e_{j,i}
-        \cdot \mathbf{\Theta} \cdot \mathbf{h}_j^{(l)}
+        \cdot \mathbf{\Theta}_{t(j,i)} \cdot \mathbf{h}_j^{(l)}
 
         \mathbf{h}_i^{(l+1)} &= \textrm{GRU} \big( \mathbf{m}_i^{(l+1)}
         \, \Vert \, \mathbf{h}_i^{(0)}, \mathbf{h}_i^{(l)} \big)
@@ -45,6 +48,10 @@ class RBPGatedGraphConv(MessagePassing):
     point :math:`\mathbf{h}^* = F(\mathbf{x}, \mathbf{w}, \mathbf{h}^*)`
     (see :func:`pyg_rbp.rbp`), so training memory does not grow with the
     number of steps.
+
+    with one :math:`\mathbf{\Theta}_t` per edge type :math:`t(j,i)` when
+    ``num_edge_types > 1`` (the typed edges of the original GGNN: bond types,
+    AST and data-flow edge kinds), else a single :math:`\mathbf{\Theta}`.
 
     Two differences from :class:`torch_geometric.nn.conv.GatedGraphConv`, both
     needed for a fixed point to exist and to depend on the input:
@@ -67,6 +74,12 @@ class RBPGatedGraphConv(MessagePassing):
             (default: :obj:`"add"`)
         bias (bool, optional): If set to :obj:`False`, the layer will not learn
             an additive bias. (default: :obj:`True`)
+        num_edge_types (int, optional): Number of edge types :math:`k`; with
+            :math:`k > 1`, ``forward`` needs ``edge_type`` and the layer
+            learns one :math:`\mathbf{\Theta}_t` per type (``weight`` has
+            shape ``[k, C, C]``, or ``[k + 1, C, C]`` with ``normalize``,
+            whose added self-loops get a weight of their own). :math:`k = 1`
+            is the untyped layer (``weight`` ``[C, C]``). (default: :obj:`1`)
         method (str, optional): Gradient method: :obj:`"neumann"`,
             :obj:`"cg"`, :obj:`"fixed_point"`, :obj:`"bptt"` or
             :obj:`"tbptt"`. (default: :obj:`"neumann"`)
@@ -83,6 +96,15 @@ class RBPGatedGraphConv(MessagePassing):
             (self-loops added), which keeps the map better conditioned on
             graphs with high degrees. Needs ``aggr="add"``.
             (default: :obj:`False`)
+        state_init (str, optional): :obj:`"contractive"` (start from a
+            contraction: the state-acting weights at half PyG's scale) or
+            :obj:`"identity"` (start from propagation that keeps every
+            channel: :math:`\mathbf{\Theta} = \mathbf{I}` and the message
+            gain ``identity_gain``; for long-range tasks on directed acyclic
+            graphs, see :meth:`reset_parameters`).
+            (default: :obj:`"contractive"`)
+        identity_gain (float, optional): The gain of ``"identity"``.
+            (default: :obj:`2.0`)
         jacobian_penalty (str, optional): :obj:`"spectral"` or
             :obj:`"frobenius"`: each training call also puts a differentiable
             estimate of :math:`\sigma_{\max}(J)^2` or
@@ -98,7 +120,10 @@ class RBPGatedGraphConv(MessagePassing):
           :math:`F_{in} \le` ``out_channels``,
           edge indices :math:`(2, |\mathcal{E}|)` or a sparse adjacency,
           edge weights :math:`(|\mathcal{E}|)` *(optional)*,
-          batch vector :math:`(|\mathcal{V}|)` *(optional)*
+          batch vector :math:`(|\mathcal{V}|)` *(optional)*,
+          edge types :math:`(|\mathcal{E}|)` *(integers; needed when*
+          ``num_edge_types > 1``, *with edge indices as a* ``[2, E]``
+          *tensor)*
         - **output:** node features :math:`(|\mathcal{V}|, F_{out})`
 
     After each call, :attr:`stats` holds that call's
@@ -107,14 +132,17 @@ class RBPGatedGraphConv(MessagePassing):
 
     def __init__(self, out_channels: int, num_layers: int = 100,
                  aggr: str = "add", bias: bool = True, *,
+                 num_edge_types: int = 1,
                  method: str = "neumann", tol: float = 1e-5,
                  solver: str = "fixed_point", backward_steps: int = 20,
                  backward_tol: float = 1e-6, normalize: bool = False,
+                 state_init: str = "contractive", identity_gain: float = 2.0,
                  jacobian_penalty: Optional[str] = None,
                  **kwargs: Any) -> None:
         super().__init__(aggr=aggr, **kwargs)
         self.out_channels = check_int("out_channels", out_channels, 1)
         self.num_layers = check_int("num_layers", num_layers, 1)
+        self.num_edge_types = check_int("num_edge_types", num_edge_types, 1)
         set_solver_options(self, method, tol, solver, backward_steps,
                            backward_tol)
         if normalize and aggr not in ("add", "sum"):
@@ -122,36 +150,77 @@ class RBPGatedGraphConv(MessagePassing):
                              f"normalize=True only with aggr='add' "
                              f"(got aggr={aggr!r})")
         self.normalize = bool(normalize)
+        self.state_init = check_choice("state_init", state_init, STATE_INITS)
+        if isinstance(identity_gain, bool) or \
+                not isinstance(identity_gain, (int, float)) or \
+                not 0 < identity_gain < float("inf"):
+            raise ValueError(f"'identity_gain' must be a positive number "
+                             f"(got {identity_gain!r})")
+        self.identity_gain = float(identity_gain)
         self.jacobian_penalty = None if jacobian_penalty is None else \
             check_choice("jacobian_penalty", jacobian_penalty, PENALTIES)
         self.stats: Optional[RBPStats] = None
 
-        self.weight = Parameter(torch.empty(out_channels, out_channels))
+        num_weights = self._num_weights()
+        self.weight = Parameter(torch.empty(out_channels, out_channels)
+                                if num_weights == 1 else
+                                torch.empty(num_weights, out_channels,
+                                            out_channels))
         self.rnn = torch.nn.GRUCell(2 * out_channels, out_channels, bias=bias)
 
         self.reset_parameters()
 
+    def _num_weights(self) -> int:
+        """One Theta per edge type, plus one for the self-loops that
+        ``normalize`` adds when there are several types."""
+        k = self.num_edge_types
+        return k + 1 if k > 1 and self.normalize else k
+
     def reset_parameters(self) -> None:
         r"""Re-draw :math:`\mathbf{\Theta}` and the GRU's weights.
 
-        As GatedGraphConv (uniform in :math:`\pm 1/\sqrt{C}`), except that
-        the weights acting on the state (:math:`\mathbf{\Theta}`, the GRU's
-        hidden weights and the message half of its input weights) start at
-        half that scale, so that :math:`F` starts out contractive.
+        ``state_init="contractive"``: as GatedGraphConv (uniform in
+        :math:`\pm 1/\sqrt{C}`), except that the weights acting on the state
+        (:math:`\mathbf{\Theta}`, the GRU's hidden weights and the message
+        half of its input weights) start at half that scale, so that
+        :math:`F` starts out contractive.
+
+        ``state_init="identity"``: :math:`\mathbf{\Theta}_t = \mathbf{I}`,
+        the candidate's message weights :math:`W_{i,n,m} = g\mathbf{I}`
+        (:math:`g` = ``identity_gain``), and the gates' message weights and
+        all hidden weights at a tenth of PyG's scale. One hop then maps a
+        neighbour's state to about :math:`\tanh(g\,\mathbf{h}_j)` channel
+        by channel: for :math:`g > 1` each channel has two stable values, so
+        a pattern of signs travels any distance along a directed path instead
+        of fading (the contractive start loses it geometrically with the
+        distance; see docs/long_range.md). On a directed acyclic graph the
+        forward iteration still converges (the propagation part of the
+        Jacobian is nilpotent there); on graphs with cycles :math:`g > 1`
+        can make :math:`F` expansive, so pair it with the Jacobian penalty.
         """
         super().reset_parameters()
         uniform(self.out_channels, self.weight)
         self.rnn.reset_parameters()
+        c = self.out_channels
         with torch.no_grad():
+            if self.state_init == "identity":
+                self.weight.copy_(torch.eye(c).expand_as(self.weight))
+                self.rnn.weight_ih[2 * c:, :c].copy_(
+                    self.identity_gain * torch.eye(c))
+                self.rnn.weight_ih[:2 * c, :c].mul_(0.1)
+                self.rnn.weight_hh.mul_(0.1)
+                return
             self.weight.mul_(INIT_STATE_SCALE)
             self.rnn.weight_hh.mul_(INIT_STATE_SCALE)
-            self.rnn.weight_ih[:, :self.out_channels].mul_(INIT_STATE_SCALE)
+            self.rnn.weight_ih[:, :c].mul_(INIT_STATE_SCALE)
 
     def forward(self, x: Tensor, edge_index: Adj,
                 edge_weight: OptTensor = None,
-                batch: OptTensor = None) -> Tensor:
+                batch: OptTensor = None,
+                edge_type: OptTensor = None) -> Tensor:
         """Propagate to the fixed point; see the class docstring."""
-        step, h0 = self.fixed_point_map(x, edge_index, edge_weight)
+        step, h0 = self.fixed_point_map(x, edge_index, edge_weight,
+                                        edge_type)
         h, self.stats = rbp(step, h0, method=self.method,
                             max_iter=self.num_layers, tol=self.tol,
                             solver=self.solver,
@@ -165,6 +234,7 @@ class RBPGatedGraphConv(MessagePassing):
         x: Tensor,
         edge_index: Adj,
         edge_weight: OptTensor = None,
+        edge_type: OptTensor = None,
     ) -> Tuple[Callable[[Tensor], Tensor], Tensor]:
         r"""Check the inputs and return the map :math:`F` and :math:`h^{(0)}`.
 
@@ -189,11 +259,14 @@ class RBPGatedGraphConv(MessagePassing):
                 f"(got {x.dtype}, {x.device})")
         check_finite("x", x)
         num_nodes = x.size(0)
+        edge_type = check_edge_type(edge_type, edge_index,
+                                    self.num_edge_types, name)
         edge_index, edge_weight = standardise_graph(
             edge_index, edge_weight, num_nodes, x.device, name)
         aggregate = build_aggregate(edge_index, edge_weight, num_nodes,
                                     self.aggr, self.normalize, x.dtype,
-                                    self._propagate_step)
+                                    self._propagate_step, edge_type,
+                                    self._num_weights())
 
         if x.size(-1) < self.out_channels:
             zero = x.new_zeros(num_nodes, self.out_channels - x.size(-1))
@@ -204,17 +277,26 @@ class RBPGatedGraphConv(MessagePassing):
         return step, x
 
     def _propagate_step(self, edge_index: Tensor, h: Tensor,
-                        edge_weight: OptTensor) -> Tensor:
-        # propagate_type: (x: Tensor, edge_weight: OptTensor)
-        return self.propagate(edge_index, x=h, edge_weight=edge_weight)
+                        edge_weight: OptTensor,
+                        edge_type: OptTensor = None) -> Tensor:
+        # propagate_type: (x: Tensor, edge_weight: OptTensor,
+        #                  edge_type: OptTensor)
+        return self.propagate(edge_index, x=h, edge_weight=edge_weight,
+                              edge_type=edge_type)
 
-    def message(self, x_j: Tensor, edge_weight: OptTensor) -> Tensor:
+    def message(self, x_j: Tensor, edge_weight: OptTensor,
+                edge_type: OptTensor = None) -> Tensor:
+        if edge_type is not None:  # x_j: [E, k C], every type's transform
+            x_j = x_j.view(x_j.size(0), -1, self.out_channels)[
+                torch.arange(x_j.size(0), device=x_j.device), edge_type]
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
 
     def message_and_aggregate(self, adj_t: Adj, x: Tensor) -> Tensor:
         return spmm(adj_t, x, reduce=self.aggr)
 
     def __repr__(self) -> str:
+        types = "" if self.num_edge_types == 1 else \
+            f", num_edge_types={self.num_edge_types}"
         return (f"{self.__class__.__name__}({self.out_channels}, "
-                f"num_layers={self.num_layers}, method={self.method})")
+                f"num_layers={self.num_layers}{types}, method={self.method})")
 

@@ -1,7 +1,8 @@
 r"""One GGNN propagation step as a callable, with fast paths.
 
 .. math::
-    m = A\,h\,\Theta, \qquad
+    m = A\,h\,\Theta \;\Big(\text{typed edges: } m = \textstyle\sum_t A_t\,h\,\Theta_t\Big),
+    \qquad
     [r, z] = \sigma(W_{i,rz} [m, x] + b_{i,rz} + W_{h,rz} h + b_{h,rz}),
 
     n = \tanh(W_{i,n} [m, x] + b_{i,n} + r \odot (W_{h,n} h + b_{h,n})),
@@ -13,7 +14,10 @@ is computed once per call: the input half of the GRU's input projection (with
 the reset/update hidden biases folded in) and, for a linear aggregation,
 :math:`\Theta W_{i,m}^\top`, so that a step aggregates the C-wide state and
 skips the separate :math:`h\Theta` product (:math:`(A h)\Theta = A (h
-\Theta)`).
+\Theta)`). With :math:`k` edge types the state is first multiplied by
+:math:`[\Theta_1 | \dots | \Theta_k]` (``[C, kC]``) and one sparse product
+with the ``[N, kN]`` typed adjacency gives the message (the layout
+``benchmarks/typed_edges.py`` measured fastest).
 
 Three ways to evaluate it, all the same function:
 
@@ -47,10 +51,13 @@ class GGNNStep:
 
     Args:
         x (Tensor): The layer input, padded to ``C`` channels, ``[N, C]``.
-        weight (Tensor): :math:`\\Theta`, ``[C, C]``.
+        weight (Tensor): :math:`\\Theta`, ``[C, C]``, or one per edge type,
+            ``[k, C, C]``.
         rnn (torch.nn.GRUCell): The GRU, input size ``2C``.
         aggregate (callable): ``h -> A h`` (or ``h -> AGG(h)`` for a
-            non-linear aggregation).
+            non-linear aggregation); with edge types it takes the
+            ``[N, kC]`` transformed state (see
+            :func:`pyg_rbp.nn.adjacency.build_aggregate`).
         linear_aggregate (bool): Whether ``aggregate`` is linear, so that
             :math:`\\Theta` can move behind it.
     """
@@ -58,11 +65,17 @@ class GGNNStep:
     def __init__(self, x: Tensor, weight: Tensor, rnn: torch.nn.GRUCell,
                  aggregate: Callable[[Tensor], Tensor],
                  linear_aggregate: bool) -> None:
-        c = weight.size(0)
+        c = weight.size(-1)
         self.c = c
-        self.weight = weight
         self.aggregate = aggregate
         self.linear = linear_aggregate
+        # The state goes through ``pre`` before the aggregation, or Theta is
+        # folded into the message GEMM after it (untyped, linear).
+        if weight.dim() == 3:  # [k, C, C] -> [Theta_1 | ... | Theta_k]
+            self.pre: Optional[Tensor] = weight.permute(1, 0, 2) \
+                .reshape(c, -1)
+        else:
+            self.pre = None if linear_aggregate else weight
         w_msg, w_in = rnn.weight_ih[:, :c], rnn.weight_ih[:, c:]
         gi_x = x @ w_in.t()
         if rnn.bias_ih is not None:
@@ -72,7 +85,7 @@ class GGNNStep:
                               gi_x[:, 2 * c:]], dim=1)
         self.gi_x_rz = gi_x[:, :2 * c].contiguous()
         self.gi_x_n = gi_x[:, 2 * c:].contiguous()
-        w_m = (weight @ w_msg.t()) if linear_aggregate else w_msg.t()
+        w_m = w_msg.t() if self.pre is not None else weight @ w_msg.t()
         self.w_m = w_m  # [C, 3C]
         self.w_m_rz = w_m[:, :2 * c].contiguous()
         self.w_m_n = w_m[:, 2 * c:].contiguous()
@@ -90,8 +103,8 @@ class GGNNStep:
         return self._fast(h)
 
     def _message(self, h: Tensor) -> Tensor:
-        return self.aggregate(h) if self.linear else \
-            self.aggregate(h @ self.weight)
+        return self.aggregate(h) if self.pre is None else \
+            self.aggregate(h @ self.pre)
 
     def _recorded(self, h: Tensor) -> Tensor:
         m = self._message(h)
@@ -137,17 +150,20 @@ class GGNNStep:
                       v \odot (h - n) \odot z(1 - z)],
 
             J^\top v = v \odot z + [g_{rz}, g_a \odot r] W_{hh}
-            + A^\top ([g_{rz}, g_a] W_m^\top).
+            + A^\top ([g_{rz}, g_a] W_m^\top)
 
-        The four per-node coefficients are computed once, so a product is
-        one elementwise multiply, three GEMMs and one sparse product.
+        (for edge types, the last term is
+        :math:`(A^\top ([g_{rz}, g_a] W_m^\top))\,[\Theta_1|\dots|\Theta_k]^\top`
+        with the typed adjacency). The four per-node coefficients are
+        computed once, so a product is one elementwise multiply, three or
+        four GEMMs and one sparse product.
         """
         if not (self.linear and isinstance(self.aggregate, SparseMatrix)):
             return None
         c = self.c
         with torch.no_grad():
             h = h.detach()
-            m = self.aggregate(h)
+            m = self._message(h)
             rz = torch.addmm(self.gi_x_rz, m, self.w_m_rz) \
                 .addmm_(h, self.w_h_rz).sigmoid_()
             r, z = rz[:, :c], rz[:, c:]
@@ -162,14 +178,19 @@ class GGNNStep:
             w_hh_rz, w_hh_n = self.w_hh[:2 * c].detach(), \
                 self.w_hh[2 * c:].detach()
             w_m_t = self.w_m.detach().t()
-            adj_t = self.aggregate.transposed()
+            pre_t = None if self.pre is None else self.pre.detach().t()
+            aggregate = self.aggregate
 
         def vjp(v: Tensor) -> Tensor:
             with torch.no_grad():
                 g = (coeff * v.unsqueeze(1)).view(v.size(0), 4 * c)
                 out = torch.addmm(v * z, g[:, :2 * c], w_hh_rz)
                 out.addmm_(g[:, 3 * c:], w_hh_n)
-                out += adj_t @ (g[:, :3 * c] @ w_m_t)
+                back = aggregate.transposed_apply(g[:, :3 * c] @ w_m_t)
+                if pre_t is None:
+                    out += back
+                else:
+                    out.addmm_(back, pre_t)
                 return out
 
         return vjp

@@ -16,6 +16,10 @@ CONFIGS = {
     "normalize": dict(aggr="add", normalize=True),
     "no-bias": dict(aggr="add", bias=False),
     "max": dict(aggr="max"),
+    "typed": dict(aggr="add", num_edge_types=3, weighted=True),
+    "typed-mean": dict(aggr="mean", num_edge_types=3),
+    "typed-normalize": dict(aggr="add", num_edge_types=3, normalize=True),
+    "typed-max": dict(aggr="max", num_edge_types=3),
 }
 
 
@@ -27,7 +31,9 @@ def _step(name: str, channels: int = 5, num_nodes: int = 37):
     x = torch.randn(num_nodes, 3, dtype=torch.float64)
     edge_index = random_graph(num_nodes, 120, seed=1)
     weight = torch.rand(120, dtype=torch.float64) if weighted else None
-    step, _ = conv.fixed_point_map(x, edge_index, weight)
+    types = cfg.get("num_edge_types", 1)
+    edge_type = torch.arange(120) % types if types > 1 else None
+    step, _ = conv.fixed_point_map(x, edge_index, weight, edge_type)
     h = torch.randn(num_nodes, channels, dtype=torch.float64)
     return step, h
 
@@ -45,7 +51,7 @@ def test_no_grad_path_equals_recorded_path(name: str, monkeypatch) -> None:
     torch.testing.assert_close(fast, recorded.detach(), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", [n for n in CONFIGS if n != "max"])
+@pytest.mark.parametrize("name", [n for n in CONFIGS if "max" not in n])
 def test_closed_form_vjp_equals_autograd(name: str) -> None:
     step, h = _step(name)
     vjp = step.vjp_at(h)
@@ -60,6 +66,7 @@ def test_closed_form_vjp_equals_autograd(name: str) -> None:
         torch.testing.assert_close(vjp(v), expected, rtol=0, atol=1e-12)
 
 
-def test_non_linear_aggregation_has_no_closed_form() -> None:
-    step, h = _step("max")
+@pytest.mark.parametrize("name", ["max", "typed-max"])
+def test_non_linear_aggregation_has_no_closed_form(name: str) -> None:
+    step, h = _step(name)
     assert step.vjp_at(h) is None  # rbp() then uses autograd

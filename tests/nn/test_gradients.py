@@ -20,21 +20,28 @@ RBP_METHODS = ["neumann", "cg", "fixed_point"]
 STEPS = 150  # contraction ~0.5 per step: converged to machine precision
 TOL = 1e-6
 
-# aggregation, normalize, edge weights: the matrix path (add, mean), the
-# normalised matrix and the gather/scatter path (max).
+# aggregation, normalize, edge weights, edge types: the matrix path (add,
+# mean), the normalised matrix and the gather/scatter path (max), untyped and
+# with three edge types.
 CONFIGS = {
     "add": dict(aggr="add", normalize=False, weighted=True),
     "mean": dict(aggr="mean", normalize=False, weighted=False),
     "normalize": dict(aggr="add", normalize=True, weighted=False),
     "max": dict(aggr="max", normalize=False, weighted=False),
+    "typed": dict(aggr="add", normalize=False, weighted=True, types=3),
+    "typed-normalize": dict(aggr="add", normalize=True, weighted=False,
+                            types=3),
+    "typed-max": dict(aggr="max", normalize=False, weighted=False, types=3),
 }
 
 
 def _problem(config: str, device: torch.device, seed: int = 0):
     torch.manual_seed(seed)
     cfg = CONFIGS[config]
+    types = cfg.get("types", 1)
     conv = RBPGatedGraphConv(4, num_layers=STEPS, aggr=cfg["aggr"],
                              normalize=cfg["normalize"], tol=0.0,
+                             num_edge_types=types,
                              backward_steps=400, backward_tol=1e-15)
     conv = conv.double().to(device)
     with torch.no_grad():  # contractive weights
@@ -45,12 +52,15 @@ def _problem(config: str, device: torch.device, seed: int = 0):
     edge_index = random_graph(6, 12, seed).to(device)
     weight = torch.rand(12, dtype=torch.float64, device=device) + 0.5 \
         if cfg["weighted"] else None
+    graph = dict(edge_index=edge_index, edge_weight=weight)
+    if types > 1:  # every type used
+        graph["edge_type"] = (torch.arange(12) % types).to(device)
     target = torch.randn(6, 4, dtype=torch.float64, device=device)
 
     def loss(h: torch.Tensor) -> torch.Tensor:
         return (h * target).sum() + 0.5 * h.pow(2).sum()
 
-    return conv, x, edge_index, weight, loss
+    return conv, x, graph, loss
 
 
 def _inputs(conv: RBPGatedGraphConv, x: torch.Tensor) -> List[torch.Tensor]:
@@ -59,11 +69,11 @@ def _inputs(conv: RBPGatedGraphConv, x: torch.Tensor) -> List[torch.Tensor]:
 
 def _grads(config: str, method: str, device: torch.device
            ) -> Tuple[List[torch.Tensor], tuple]:
-    conv, x, ei, w, loss = _problem(config, device)
+    conv, x, graph, loss = _problem(config, device)
     conv.method = method
-    out = conv(x, ei, w)
+    out = conv(x, **graph)
     return list(torch.autograd.grad(loss(out), _inputs(conv, x))), \
-        (conv, x, ei, w, loss)
+        (conv, x, graph, loss)
 
 
 def _rel(a: List[torch.Tensor], b: List[torch.Tensor]) -> float:
@@ -72,8 +82,8 @@ def _rel(a: List[torch.Tensor], b: List[torch.Tensor]) -> float:
     return float((va - vb).norm() / vb.norm())
 
 
-def _dense_solve(conv, x, ei, w, loss) -> List[torch.Tensor]:
-    step, h0 = conv.fixed_point_map(x, ei, w)
+def _dense_solve(conv, x, graph, loss) -> List[torch.Tensor]:
+    step, h0 = conv.fixed_point_map(x, **graph)
     h = h0.detach()
     with torch.no_grad():
         for _ in range(STEPS):
@@ -88,7 +98,7 @@ def _dense_solve(conv, x, ei, w, loss) -> List[torch.Tensor]:
                                     allow_unused=True))
 
 
-def _finite_differences(conv, x, ei, w, loss, eps: float = 1e-6
+def _finite_differences(conv, x, graph, loss, eps: float = 1e-6
                         ) -> List[torch.Tensor]:
     grads = []
     with torch.no_grad():
@@ -98,9 +108,9 @@ def _finite_differences(conv, x, ei, w, loss, eps: float = 1e-6
             for i in range(flat.numel()):
                 old = float(flat[i])
                 flat[i] = old + eps
-                plus = float(loss(conv(x, ei, w)))
+                plus = float(loss(conv(x, **graph)))
                 flat[i] = old - eps
-                minus = float(loss(conv(x, ei, w)))
+                minus = float(loss(conv(x, **graph)))
                 flat[i] = old
                 gflat[i] = (plus - minus) / (2 * eps)
             grads.append(grad)
@@ -124,7 +134,7 @@ def test_matches_dense_solve_and_bptt(config: str, method: str,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["add", "max"])
+@pytest.mark.parametrize("config", ["add", "max", "typed"])
 def test_matches_finite_differences(config: str) -> None:
     device = torch.device("cpu")
     problem = _problem(config, device)
@@ -142,8 +152,8 @@ def test_matches_finite_differences(config: str) -> None:
 
 def test_truncated_bptt_is_not_the_oracle() -> None:
     """Sanity of the oracle: a short truncation really is measurably off."""
-    conv, x, ei, w, loss = _problem("add", torch.device("cpu"))
-    exact = _dense_solve(conv, x, ei, w, loss)
+    conv, x, graph, loss = _problem("add", torch.device("cpu"))
+    exact = _dense_solve(conv, x, graph, loss)
     conv.method, conv.backward_steps = "tbptt", 1
-    grads = torch.autograd.grad(loss(conv(x, ei, w)), _inputs(conv, x))
+    grads = torch.autograd.grad(loss(conv(x, **graph)), _inputs(conv, x))
     assert _rel(list(grads), exact) > 1e-3
