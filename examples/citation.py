@@ -23,76 +23,38 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from typing import List, Optional
 
 from pyg_rbp import METHODS, ConvergenceWarning
 from pyg_rbp.data import DATASETS, SPLITS, DatasetNotFoundError
 from pyg_rbp.lightning import LOADERS, TrainConfig, train_node_classifier
+from pyg_rbp.lightning.cli import add_common_arguments, common_options
 
 
-def parse_args(argv=None) -> TrainConfig:
+def parse_args(argv: Optional[List[str]] = None) -> TrainConfig:
     d = TrainConfig()
     p = argparse.ArgumentParser(
         description="GGNN + RBP node classification (Lightning).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
-    p.add_argument("--method", default=d.method, choices=METHODS)
-    p.add_argument("--num-layers", type=int, default=d.num_layers,
-                   help="most propagation steps T")
-    p.add_argument("--backward-steps", type=int, default=d.backward_steps,
-                   help="K: Neumann terms / CG or fixed-point iterations / "
-                        "TBPTT truncation")
-    p.add_argument("--hidden", type=int, default=d.hidden)
-    p.add_argument("--max-epochs", type=int, default=d.max_epochs)
+    add_common_arguments(p, d, METHODS)
     p.add_argument("--split", default=d.split, choices=SPLITS,
                    help="public split, or the paper's random 1/49/50 split")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--accelerator", default=d.accelerator,
-                   help="cpu, gpu or auto")
-    p.add_argument("--devices", type=int, default=d.devices)
-    p.add_argument("--strategy", default=d.strategy,
-                   help="auto, ddp, ddp_spawn, ...")
     p.add_argument("--loader", default=d.loader, choices=LOADERS)
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="seed nodes per batch with --loader neighbor")
-    p.add_argument("--data-root", default=None,
-                   help="folder holding Planetoid/<Name>/raw or ogb/...; "
-                        "default $PYG_RBP_DATA_ROOT, then ~/.cache/pyg_rbp")
     p.add_argument("--resume", default=None, metavar="CKPT",
                    help="continue training from this checkpoint")
-    p.add_argument("--plot", default=None, metavar="DIR",
-                   help="write curves.png and residual.png here")
-    p.add_argument("--output-json", default=None, metavar="PATH")
-    p.add_argument("--output-dir", default=d.output_dir,
-                   help="checkpoints and CSV logs")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--dropout", type=float, default=d.dropout)
     p.add_argument("--input-dropout", type=float, default=d.input_dropout)
     p.add_argument("--out-propagation", type=int, default=d.out_propagation,
                    help="smoothing steps on the logits (0: none)")
-    p.add_argument("--jacobian-weight", type=float, default=d.jacobian_weight,
-                   help="weight of the ||J||_F^2 penalty that keeps the "
-                        "propagation contractive (0: off)")
-    p.add_argument("--tol", type=float, default=d.tol)
-    p.add_argument("--solver", default=d.solver,
-                   choices=("fixed_point", "anderson"))
-    p.add_argument("--no-progress-bar", action="store_true")
-    p.add_argument("--offline", action="store_true",
-                   help="never try to download missing files")
     a = p.parse_args(argv)
     return TrainConfig(
-        dataset=a.dataset, method=a.method, num_layers=a.num_layers,
-        backward_steps=a.backward_steps, hidden=a.hidden,
-        max_epochs=a.max_epochs, split=a.split, seed=a.seed,
-        accelerator=a.accelerator, devices=a.devices, strategy=a.strategy,
-        loader=a.loader, batch_size=a.batch_size, data_root=a.data_root,
-        resume=a.resume, plot=a.plot, output_json=a.output_json,
-        output_dir=a.output_dir, lr=a.lr, weight_decay=a.weight_decay,
-        dropout=a.dropout, input_dropout=a.input_dropout,
-        out_propagation=a.out_propagation, jacobian_weight=a.jacobian_weight,
-        tol=a.tol,
-        solver=a.solver, progress_bar=not a.no_progress_bar,
-        download=not a.offline)
+        dataset=a.dataset, split=a.split, loader=a.loader,
+        batch_size=a.batch_size, resume=a.resume, dropout=a.dropout,
+        input_dropout=a.input_dropout, out_propagation=a.out_propagation,
+        **common_options(a))
 
 
 def print_table(r: dict) -> None:
@@ -114,7 +76,7 @@ def print_table(r: dict) -> None:
         print(f"| {key:<{width}} | {value:>14} |")
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     try:
         cfg = parse_args(argv)
         cfg.check()

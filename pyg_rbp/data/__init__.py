@@ -1,4 +1,5 @@
-"""Datasets for the examples and benchmarks: Planetoid and OGB node graphs.
+"""Datasets for the examples and benchmarks: Planetoid and OGB node graphs,
+TU graph-classification sets.
 
 Knows nothing about Lightning; :mod:`pyg_rbp.lightning` builds on it.
 """
@@ -13,6 +14,7 @@ from .ogb import OGB_DATASETS, load_ogbn
 from .planetoid import PLANETOID, SPLITS, load_planetoid, paper_split
 from .root import (ENV_VAR, DatasetNotFoundError, cache_root,
                    resolve_data_root)
+from .tu import TU_DATASETS, fold_split, load_tu_dataset, stratified_folds
 
 DATASETS = PLANETOID + OGB_DATASETS
 
@@ -38,4 +40,5 @@ def load_node_dataset(name: str, data_root: Optional[str] = None,
 
 __all__ = ["DATASETS", "PLANETOID", "OGB_DATASETS", "SPLITS", "ENV_VAR",
            "DatasetNotFoundError", "load_node_dataset", "load_planetoid",
-           "load_ogbn", "paper_split", "resolve_data_root", "cache_root"]
+           "load_ogbn", "paper_split", "resolve_data_root", "cache_root",
+           "TU_DATASETS", "load_tu_dataset", "stratified_folds", "fold_split"]

@@ -1,4 +1,5 @@
-"""Lightning training for node classification (optional dependency).
+"""Lightning training for node and graph classification (optional
+dependency).
 
 Needs ``pytorch-lightning`` and ``torchmetrics``:
 ``pip install 'pyg-rbp[lightning]'``.
@@ -13,8 +14,14 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on install
         f"pip install 'pyg-rbp[lightning]'") from exc
 
 from .datamodule import LOADERS, NodeDataModule
+from .graph_datamodule import GraphDataModule
+from .graph_module import GraphClassificationModule
+from .graph_run import (GraphTrainConfig, select_epoch,
+                        train_graph_classifier)
 from .module import NodeClassificationModule
 from .run import History, TrainConfig, train_node_classifier
 
 __all__ = ["NodeClassificationModule", "NodeDataModule", "TrainConfig",
-           "History", "train_node_classifier", "LOADERS"]
+           "History", "train_node_classifier", "LOADERS",
+           "GraphClassificationModule", "GraphDataModule", "GraphTrainConfig",
+           "train_graph_classifier", "select_epoch"]

@@ -1,11 +1,8 @@
 """LightningModule for node classification with an RBP-trained GGNN."""
 from __future__ import annotations
 
-import random
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
-import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -14,20 +11,10 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from ..models import RBPNodeClassifier
 from ..utils import SavedTensorMeter
+from .base import RBPLightningModule, check_jacobian_weight
 
 
-def _numpy_state_to_plain(state: tuple) -> tuple:
-    name, keys, pos, has_gauss, cached = state
-    return (str(name), torch.from_numpy(keys.astype(np.int64)), int(pos),
-            int(has_gauss), float(cached))
-
-
-def _numpy_state_from_plain(state: tuple) -> tuple:
-    name, keys, pos, has_gauss, cached = state
-    return (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
-
-
-class NodeClassificationModule(pl.LightningModule):
+class NodeClassificationModule(RBPLightningModule):
     r"""Trains :class:`pyg_rbp.models.RBPNodeClassifier` with cross-entropy.
 
     Batches are either the whole graph (``train_mask`` selects the loss
@@ -74,13 +61,8 @@ class NodeClassificationModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         conv_kwargs.setdefault("normalize", True)
-        if jacobian_weight < 0:
-            raise ValueError(f"'jacobian_weight' must be >= 0 "
-                             f"(got {jacobian_weight})")
-        conv_kwargs.setdefault("jacobian_penalty", "spectral")
-        if jacobian_weight == 0:
-            conv_kwargs["jacobian_penalty"] = None
-        self.jacobian_weight = jacobian_weight
+        self.jacobian_weight = check_jacobian_weight(jacobian_weight,
+                                                     conv_kwargs)
         self.model = RBPNodeClassifier(in_channels, hidden_channels,
                                        num_classes,
                                        input_dropout=input_dropout,
@@ -109,10 +91,6 @@ class NodeClassificationModule(pl.LightningModule):
         return multiclass_accuracy(pred, y, self.num_classes,
                                    average="micro")
 
-    def _log(self, name: str, value: Any) -> None:
-        self.log(name, float(value), on_step=False, on_epoch=True,
-                 sync_dist=True, batch_size=1)
-
     # -- training --------------------------------------------------------
     def training_step(self, batch: Data, batch_idx: int) -> Tensor:
         with SavedTensorMeter() as meter:
@@ -123,24 +101,16 @@ class NodeClassificationModule(pl.LightningModule):
             out, y = out[batch.train_mask], batch.y[batch.train_mask]
         loss = F.cross_entropy(out, y)
         self.peak_saved_bytes = max(self.peak_saved_bytes, meter.bytes)
-        stats = self.model.conv.stats
-        if stats.jacobian_penalty is not None:
-            self._log("jac_penalty", stats.jacobian_penalty.detach())
-            loss = loss + self.jacobian_weight * stats.jacobian_penalty
+        loss = self._add_penalty(loss, self.model.conv.stats)
         self._log("train_loss", F.cross_entropy(out.detach(), y))
         self._log("train_acc", self._accuracy(out.detach(), y))
-        self._log("fwd_steps", stats.forward_steps)
-        self._log("fwd_residual", stats.forward_residual)
         self._log("saved_mib", meter.bytes / 2**20)
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        stats = self.model.conv.stats  # backward fields are filled by now
-        if stats is not None and stats.backward_steps is not None:
-            self._log("bwd_steps", stats.backward_steps)
-            if stats.backward_residual is not None:
-                self._log("bwd_residual", stats.backward_residual)
+        # the backward fields are filled by now
+        self._log_backward(self.model.conv.stats)
 
     # -- evaluation on the whole graph ------------------------------------
     def _evaluate(self, batch: Data, stage: str) -> None:
@@ -157,31 +127,3 @@ class NodeClassificationModule(pl.LightningModule):
 
     def test_step(self, batch: Data, batch_idx: int) -> None:
         self._evaluate(batch, "test")
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr,
-                                weight_decay=self.hparams.weight_decay)
-
-    # -- exact resumption --------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        """Store the random states, so that a resumed run draws the same
-        dropout masks and samples as an uninterrupted one."""
-        checkpoint["pyg_rbp_rng"] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all()
-            if torch.cuda.is_available() else [],
-            # Plain types and tensors only: checkpoints load with
-            # torch.load(weights_only=True).
-            "numpy": _numpy_state_to_plain(np.random.get_state()),
-            "python": random.getstate(),
-        }
-
-    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        state = checkpoint.get("pyg_rbp_rng")
-        if state is None:
-            return
-        torch.set_rng_state(state["torch"])
-        if state["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-        np.random.set_state(_numpy_state_from_plain(state["numpy"]))
-        random.setstate(state["python"])

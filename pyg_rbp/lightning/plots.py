@@ -68,3 +68,45 @@ def plot_run(result: Dict[str, Any], out_dir: str) -> list:
     fig.savefig(residual, dpi=120)
     plt.close(fig)
     return [curves, residual]
+
+
+def plot_folds(result: Dict[str, Any], out_dir: str) -> list:
+    """Write ``folds.png``: per epoch, the mean over folds of the training
+    loss, validation and test accuracy, and of the steps each graph took;
+    return its path."""
+    plt = _pyplot()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hists = [f["history"] for f in result["folds"]]
+    epochs = min(len(h) for h in hists)
+
+    def mean(key: str) -> list:
+        return [sum(h[e].get(key, float("nan")) for h in hists) / len(hists)
+                for e in range(epochs)]
+
+    x = list(range(1, epochs + 1))
+    fig, (ax_loss, ax_acc, ax_steps) = plt.subplots(1, 3, figsize=(14, 4))
+    for key in ("train_loss", "val_loss"):
+        ax_loss.plot(x, mean(key), label=key)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy (mean over folds)")
+    ax_loss.legend()
+    for key in ("train_acc", "val_acc", "test_acc"):
+        ax_acc.plot(x, mean(key), label=key)
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy (mean over folds)")
+    ax_acc.legend()
+    ax_steps.plot(x, mean("graph_steps"), label="per graph")
+    ax_steps.plot(x, mean("fwd_steps"), label="per mini-batch")
+    ax_steps.set_xlabel("epoch")
+    ax_steps.set_ylabel("forward steps (training)")
+    ax_steps.legend()
+    fig.suptitle(f"{result['dataset']}, {result['conv']} / {result['method']}"
+                 f": {100 * result['test_acc']:.1f} ± "
+                 f"{100 * result['test_acc_std']:.1f} % "
+                 f"({result['folds_run']} folds)")
+    fig.tight_layout()
+    path = out / "folds.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]

@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import CSVLogger
 from .._checks import check_choice, check_int
 from ..data import DATASETS, OGB_DATASETS, SPLITS
 from ..implicit import METHODS, SOLVERS
+from .base import flush_denormals
 from .datamodule import LOADERS, NodeDataModule
 from .module import NodeClassificationModule
 
@@ -36,6 +37,7 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: int = 1
     strategy: str = "auto"
+    precision: Optional[str] = None
     loader: str = "full"
     data_root: Optional[str] = None
     resume: Optional[str] = None
@@ -120,6 +122,7 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
     ``history`` and ``config``.
     """
     cfg.check()
+    flush_denormals()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = NodeDataModule(cfg.dataset, cfg.data_root, cfg.split, cfg.seed,
                         cfg.loader, cfg.num_neighbors, cfg.batch_size,
@@ -146,6 +149,7 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
     trainer = pl.Trainer(
         max_epochs=cfg.max_epochs, accelerator=cfg.accelerator,
         devices=cfg.devices, strategy=cfg.strategy,
+        precision=cfg.precision,
         callbacks=[checkpoint, latest, history],
         use_distributed_sampler=False,
         logger=CSVLogger(str(run_dir), name="logs"), log_every_n_steps=1,

@@ -1,0 +1,100 @@
+"""LightningDataModule for one cross-validation fold of a TU dataset."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import pytorch_lightning as pl
+from torch import Tensor
+from torch_geometric.datasets import TUDataset
+from torch_geometric.loader import DataLoader
+
+from .._checks import check_int
+from ..data import fold_split, load_tu_dataset
+
+
+class GraphDataModule(pl.LightningDataModule):
+    """The train / validation / test graphs of fold ``fold`` of a stratified
+    ``folds``-fold cross-validation (:func:`pyg_rbp.data.fold_split`), as
+    PyG mini-batches.
+
+    The validation graphs come from the training side of the fold; the
+    validation loader also yields the test graphs (second loader), so that
+    every epoch's test accuracy is on record for the protocols that need it,
+    while model selection looks at validation only. Under DDP, Lightning's
+    distributed sampler splits every loader between the ranks.
+
+    Args:
+        dataset (str): A TU dataset name (see
+            :data:`pyg_rbp.data.TU_DATASETS`).
+        data_root (str, optional): The data root (``TUDataset/<NAME>/raw``
+            below it; see :mod:`pyg_rbp.data.root`).
+        fold (int, optional): Which fold is the test part. (default: ``0``)
+        folds (int, optional): Number of folds. (default: ``10``)
+        seed (int, optional): Seed of the folds and the validation part.
+        batch_size (int, optional): Graphs per mini-batch. (default: ``32``)
+        val_fraction (float, optional): Validation graphs as a fraction of
+            all graphs. (default: ``0.1``)
+        download (bool, optional): Let PyG download missing files.
+    """
+
+    def __init__(self, dataset: str = "MUTAG", data_root: Optional[str] = None,
+                 fold: int = 0, folds: int = 10, seed: int = 0,
+                 batch_size: int = 32, val_fraction: float = 0.1,
+                 download: bool = True) -> None:
+        super().__init__()
+        self.dataset_name = dataset
+        self.data_root = data_root
+        self.fold = check_int("fold", fold, 0)
+        self.folds = check_int("folds", folds, 2)
+        if fold >= folds:
+            raise ValueError(f"'fold' must be in [0, {folds}) (got {fold})")
+        self.seed = seed
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.val_fraction = val_fraction
+        self.download = download
+        self.dataset: Optional[TUDataset] = None
+        self.split: Optional[List[Tensor]] = None
+
+    def _load(self) -> TUDataset:
+        if self.dataset is None:
+            self.dataset = load_tu_dataset(self.dataset_name, self.data_root,
+                                           download=self.download)
+        return self.dataset
+
+    def prepare_data(self) -> None:
+        # One process only: processes (and downloads) the files once.
+        load_tu_dataset(self.dataset_name, self.data_root,
+                        download=self.download)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        dataset = self._load()
+        if self.split is None:
+            self.split = list(fold_split(dataset.y, self.fold, self.folds,
+                                         self.seed, self.val_fraction))
+
+    @property
+    def num_features(self) -> int:
+        return int(self._load().num_features)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self._load().num_classes)
+
+    @property
+    def num_edge_types(self) -> int:
+        return int(self._load().num_edge_types)
+
+    def _loader(self, part: int, shuffle: bool) -> DataLoader:
+        if self.split is None:
+            self.setup()
+        subset = self._load()[self.split[part]]
+        return DataLoader(subset, batch_size=self.batch_size, shuffle=shuffle)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(0, shuffle=True)
+
+    def val_dataloader(self) -> List[DataLoader]:
+        return [self._loader(1, shuffle=False), self._loader(2, shuffle=False)]
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(2, shuffle=False)
