@@ -10,6 +10,7 @@ from typing import Optional
 from torch_geometric.data import Data
 
 from .._checks import check_choice
+from .chains import chains
 from .ogb import OGB_DATASETS, load_ogbn
 from .planetoid import PLANETOID, SPLITS, load_planetoid, paper_split
 from .root import (ENV_VAR, DatasetNotFoundError, cache_root,
@@ -41,4 +42,5 @@ def load_node_dataset(name: str, data_root: Optional[str] = None,
 __all__ = ["DATASETS", "PLANETOID", "OGB_DATASETS", "SPLITS", "ENV_VAR",
            "DatasetNotFoundError", "load_node_dataset", "load_planetoid",
            "load_ogbn", "paper_split", "resolve_data_root", "cache_root",
-           "TU_DATASETS", "load_tu_dataset", "stratified_folds", "fold_split"]
+           "chains", "TU_DATASETS", "load_tu_dataset", "stratified_folds",
+           "fold_split"]

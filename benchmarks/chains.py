@@ -1,0 +1,220 @@
+"""The chains benchmark: accuracy and memory against chain length, every
+contender side by side, and the Neumann truncation K each length needs.
+
+Each (length, classes, contender) runs ``examples/chains.py`` in its own
+process under an address-space cap (``--memory-cap-gib``), so a contender
+that does not fit is recorded as out of memory instead of taking the machine
+down. JSON per run (existing ones are skipped: the sweep resumes), then the
+tables of docs/long_range.md and a plot:
+
+    python benchmarks/chains.py --classes 2 --lengths 10 20 50 100 200 500 1000
+    python benchmarks/chains.py --classes 3 --lengths 100 200 --contenders neumann
+    python benchmarks/chains.py --k-sweep --classes 3 --lengths 100 200 \
+        --backward-steps 5 10 20 50 100
+    python benchmarks/chains.py --table-only --plot docs/img
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "chains"  # --results changes it
+
+#: contender -> flags of examples/chains.py
+CONTENDERS: Dict[str, List[str]] = {
+    "neumann": ["--model", "rbp", "--method", "neumann"],
+    "cg": ["--model", "rbp", "--method", "cg"],
+    "bptt": ["--model", "rbp", "--method", "bptt"],
+    "pyg": ["--model", "pyg"],
+    "ignn": ["--model", "ignn", "--method", "neumann"],
+}
+
+
+def _cap(gib: float):
+    limit = int(gib * 2**30)
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return apply
+
+
+def run_one(name: str, flags: List[str], a: argparse.Namespace) -> Dict:
+    out = RESULTS / f"{name}.json"
+    if out.exists():
+        return json.loads(out.read_text())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, str(ROOT / "examples" / "chains.py"), *flags,
+            "--seeds", str(a.seeds), "--threads", str(a.threads),
+            "--max-epochs", str(a.max_epochs), "--output-json", str(out)]
+    print("running:", name, " ".join(flags), flush=True)
+    run = subprocess.run(args, capture_output=True, text=True,
+                         preexec_fn=_cap(a.memory_cap_gib),
+                         env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    if run.returncode != 0:
+        text = run.stderr[-2000:]
+        oom = any(s in text for s in ("MemoryError", "can't allocate memory",
+                                      "DefaultCPUAllocator",
+                                      "std::bad_alloc"))
+        record = {"failed": True, "out_of_memory": oom,
+                  "memory_cap_gib": a.memory_cap_gib, "stderr": text,
+                  "flags": flags}
+        out.write_text(json.dumps(record, indent=1))
+        print("  failed" + (" (out of memory)" if oom else ""), flush=True)
+        return record
+    print(" ", run.stdout.strip().splitlines()[-1], flush=True)
+    return json.loads(out.read_text())
+
+
+def sweep(a: argparse.Namespace) -> None:
+    for classes in a.classes:
+        for length in a.lengths:
+            if a.k_sweep:
+                for k in a.backward_steps:
+                    run_one(f"k_c{classes}_L{length}_K{k}",
+                            ["--length", str(length), "--classes",
+                             str(classes), "--backward-steps", str(k),
+                             *CONTENDERS["neumann"], *a.extra], a)
+                continue
+            for contender in a.contenders:
+                if contender == "pyg" and length > a.pyg_max_length:
+                    continue
+                run_one(f"c{classes}_L{length}_{contender}",
+                        ["--length", str(length), "--classes", str(classes),
+                         *CONTENDERS[contender], *a.extra], a)
+
+
+def _load_all() -> Dict[str, Dict]:
+    return {p.stem: json.loads(p.read_text())
+            for p in sorted(RESULTS.glob("*.json"))}
+
+
+def _cell(r: Optional[Dict]) -> str:
+    if r is None:
+        return "-"
+    if r.get("failed"):
+        return "OOM" if r.get("out_of_memory") else "failed"
+    return f"{100 * r['test_acc']:.1f}"
+
+
+def tables() -> str:
+    runs = _load_all()
+    lines = []
+    keys = [k for k in runs if not k.startswith("k_")]
+    classes = sorted({int(k.split("_")[0][1:]) for k in keys})
+    lengths = sorted({int(k.split("_")[1][1:]) for k in keys})
+    for c in classes:
+        lines += [f"\n**{c} classes: test accuracy (%), mean over seeds**\n",
+                  "| contender | " + " | ".join(f"L={n}" for n in lengths)
+                  + " |", "|---|" + "---|" * len(lengths)]
+        for name in CONTENDERS:
+            row = [_cell(runs.get(f"c{c}_L{n}_{name}")) for n in lengths]
+            if any(x != "-" for x in row):
+                lines.append(f"| {name} | " + " | ".join(row) + " |")
+    lines += ["\n**Autograd-saved memory of one training step (MiB), 2 "
+              "classes**\n",
+              "| contender | " + " | ".join(f"L={n}" for n in lengths) + " |",
+              "|---|" + "---|" * len(lengths)]
+    for name in CONTENDERS:
+        row = []
+        for n in lengths:
+            r = runs.get(f"c2_L{n}_{name}")
+            row.append("-" if r is None else
+                       ("OOM" if r.get("failed") else
+                        f"{r['saved_bytes'] / 2**20:.1f}"))
+        if any(x != "-" for x in row):
+            lines.append(f"| {name} | " + " | ".join(row) + " |")
+    ks = [k for k in runs if k.startswith("k_")]
+    if ks:
+        lines += ["\n**Neumann truncation K against length: test accuracy "
+                  "(%)**\n", "| classes | L | K | test acc | forward steps |",
+                  "|---|---|---|---|---|"]
+        for k in sorted(ks, key=lambda s: [int(p[1:]) for p in
+                                           s.split("_")[1:]]):
+            _, c, n, kk = k.split("_")
+            r = runs[k]
+            lines.append(f"| {c[1:]} | {n[1:]} | {kk[1:]} | {_cell(r)} | "
+                         f"{r.get('forward_steps', 0):.0f} |")
+    return "\n".join(lines)
+
+
+def plot(out_dir: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = _load_all()
+    keys = [k for k in runs if not k.startswith("k_")]
+    classes = sorted({int(k.split("_")[0][1:]) for k in keys})
+    fig, axes = plt.subplots(1, len(classes) + 1,
+                             figsize=(4.5 * (len(classes) + 1), 4))
+    for ax, c in zip(axes, classes):
+        for name in CONTENDERS:
+            pts = sorted((int(k.split("_")[1][1:]), r["test_acc"])
+                         for k, r in runs.items()
+                         if k.startswith(f"c{c}_") and k.endswith(
+                             f"_{name}") and not r.get("failed"))
+            if pts:
+                ax.semilogx(*zip(*pts), marker="o", label=name)
+        ax.set_title(f"{c} classes")
+        ax.set_xlabel("chain length L")
+        ax.set_ylabel("test accuracy")
+        ax.set_ylim(0, 1.05)
+        ax.legend()
+    ax = axes[-1]
+    for name in CONTENDERS:
+        pts = sorted((int(k.split("_")[1][1:]), r["saved_bytes"] / 2**20)
+                     for k, r in runs.items()
+                     if k.startswith("c2_") and k.endswith(f"_{name}")
+                     and not r.get("failed"))
+        if pts:
+            ax.loglog(*zip(*pts), marker="o", label=name)
+    ax.set_title("memory of one training step (2 classes)")
+    ax.set_xlabel("chain length L")
+    ax.set_ylabel("autograd-saved MiB")
+    ax.legend()
+    fig.tight_layout()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    fig.savefig(Path(out_dir) / "chains.png", dpi=120)
+
+
+def main() -> int:
+    global RESULTS
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--classes", type=int, nargs="+", default=[2])
+    p.add_argument("--lengths", type=int, nargs="+",
+                   default=[10, 20, 50, 100, 200, 500, 1000])
+    p.add_argument("--contenders", nargs="+", default=list(CONTENDERS),
+                   choices=list(CONTENDERS))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--max-epochs", type=int, default=300)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--memory-cap-gib", type=float, default=16.0)
+    p.add_argument("--pyg-max-length", type=int, default=1000)
+    p.add_argument("--k-sweep", action="store_true")
+    p.add_argument("--backward-steps", type=int, nargs="+",
+                   default=[5, 10, 20, 50, 100])
+    p.add_argument("--table-only", action="store_true")
+    p.add_argument("--results", default=str(RESULTS),
+                   help="folder of the per-run JSON files")
+    p.add_argument("--plot", default=None, metavar="DIR")
+    p.add_argument("extra", nargs=argparse.REMAINDER,
+                   help="after --: more flags for examples/chains.py")
+    a = p.parse_args()
+    a.extra = [x for x in a.extra if x != "--"]
+    RESULTS = Path(a.results)
+    if not a.table_only:
+        sweep(a)
+    print(tables())
+    if a.plot:
+        plot(a.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+r"""IGNNConv: the implicit graph layer of IGNN, run through :func:`pyg_rbp.rbp`.
+
+Written from the equation of Gu et al., "Implicit Graph Neural Networks"
+(NeurIPS 2020), eq. (2), in PyG's node-per-row layout:
+
+.. math::
+    \mathbf{H} = \phi\big(\hat{\mathbf{A}} \mathbf{H} \mathbf{W}^\top
+    + \hat{\mathbf{A}} \mathbf{X} \mathbf{U}^\top + \mathbf{b}\big),
+    \qquad \hat{\mathbf{A}} = \mathbf{D}^{-1/2}(\mathbf{A} + \mathbf{I})
+    \mathbf{D}^{-1/2},
+
+with :math:`\phi = \mathrm{ReLU}`. The fixed point exists and is unique
+(well-posedness, the paper's Theorem 4.1 with the Perron-Frobenius bound)
+when :math:`\|\mathbf{W}\|_\infty\, \rho(\hat{\mathbf{A}}) < 1`; the paper
+keeps it there by projecting :math:`\mathbf{W}` after every optimiser step
+onto :math:`\{\|\mathbf{W}\|_\infty \le \kappa / \rho(\hat{\mathbf{A}})\}`
+(:meth:`IGNNConv.project_`). It is here as a contender in the long-range
+benchmark (``examples/chains.py``), sharing our engine, so only the model
+differs.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+from .._checks import check_float_tensor, check_int
+from ..implicit import RBPStats, rbp
+from ._options import set_solver_options
+from .adjacency import SparseMatrix, standardise_graph
+
+
+def project_rows_l1(weight: Tensor, radius: float) -> Tensor:
+    r"""Euclidean projection of each row onto the :math:`\ell_1` ball of
+    ``radius`` (Duchi et al., 2008), i.e. onto
+    :math:`\{\mathbf{W}: \|\mathbf{W}\|_\infty \le r\}`. Rows already inside
+    are unchanged."""
+    absw = weight.abs()
+    inside = absw.sum(-1) <= radius
+    sorted_w, _ = absw.sort(dim=-1, descending=True)
+    cums = sorted_w.cumsum(-1)
+    ks = torch.arange(1, weight.size(-1) + 1, device=weight.device,
+                      dtype=weight.dtype)
+    cond = sorted_w - (cums - radius) / ks > 0
+    rho = cond.to(weight.dtype).cumsum(-1).argmax(-1, keepdim=True)
+    theta = ((cums.gather(-1, rho) - radius) / (rho + 1).to(weight.dtype))
+    shrunk = weight.sign() * (absw - theta).clamp_min(0)
+    return torch.where(inside.unsqueeze(-1), weight, shrunk)
+
+
+def spectral_radius(adj: Tensor, iters: int = 500) -> float:
+    r""":math:`\rho(\hat{\mathbf{A}})` of a non-negative sparse matrix by
+    power iteration (its Perron root; exact enough for the projection)."""
+    n = adj.size(0)
+    if n == 0:
+        return 0.0
+    v = torch.ones(n, 1, dtype=torch.float64, device=adj.device)
+    a = adj.to(torch.float64)
+    est = 0.0
+    for _ in range(iters):
+        w = a @ v
+        norm = float(w.norm())
+        if norm == 0:
+            return 0.0
+        est = norm / float(v.norm())
+        v = w / norm
+    return est
+
+
+class IGNNConv(torch.nn.Module):
+    r"""The implicit layer of IGNN (see the module docstring).
+
+    Args:
+        in_channels (int): Input feature size.
+        out_channels (int): State size.
+        kappa (float, optional): The bound :math:`\kappa < 1` of
+            :meth:`project_`. (default: :obj:`0.9`)
+        num_layers (int, optional): The most forward iterations.
+            (default: :obj:`300`)
+        tol (float, optional): Forward tolerance. (default: :obj:`1e-6`)
+        method (str, optional): Gradient method of :func:`pyg_rbp.rbp`.
+            (default: :obj:`"neumann"`)
+        backward_steps (int, optional): (default: :obj:`300`)
+        backward_tol (float, optional): (default: :obj:`1e-8`)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 kappa: float = 0.9, num_layers: int = 300,
+                 tol: float = 1e-6, method: str = "neumann",
+                 backward_steps: int = 300,
+                 backward_tol: float = 1e-8) -> None:
+        super().__init__()
+        self.in_channels = check_int("in_channels", in_channels, 1)
+        self.out_channels = check_int("out_channels", out_channels, 1)
+        if not 0.0 < kappa < 1.0:
+            raise ValueError(f"'kappa' must be in (0, 1) (got {kappa})")
+        self.kappa = float(kappa)
+        self.num_layers = check_int("num_layers", num_layers, 1)
+        set_solver_options(self, method, tol, "fixed_point", backward_steps,
+                           backward_tol)
+        self.weight = Parameter(torch.empty(out_channels, out_channels))
+        self.input_weight = Parameter(torch.empty(out_channels, in_channels))
+        self.bias = Parameter(torch.empty(out_channels))
+        self.stats: Optional[RBPStats] = None
+        self._rho: Optional[float] = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
+        torch.nn.init.kaiming_uniform_(self.input_weight, a=5 ** 0.5)
+        torch.nn.init.zeros_(self.bias)
+
+    def normalized_adjacency(self, edge_index: Tensor,
+                             num_nodes: int, dtype: torch.dtype) -> Tensor:
+        """:math:`\\hat{A}` as a CSR matrix (rows are targets)."""
+        index, weight = gcn_norm(edge_index, None, num_nodes,
+                                 add_self_loops=True, dtype=dtype)
+        return torch.sparse_coo_tensor(index.flip(0), weight,
+                                       (num_nodes, num_nodes),
+                                       check_invariants=False) \
+            .coalesce().to_sparse_csr()
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        check_float_tensor("x", x)
+        if x.dim() != 2 or x.size(-1) != self.in_channels:
+            raise ValueError(f"'x' must have shape [N, {self.in_channels}] "
+                             f"(got {list(x.shape)})")
+        edge_index, _ = standardise_graph(edge_index, None, x.size(0),
+                                          x.device, type(self).__name__)
+        adj = SparseMatrix(self.normalized_adjacency(edge_index, x.size(0),
+                                                     x.dtype))
+        self._rho = spectral_radius(adj.adj)
+        injected = adj(x @ self.input_weight.t()) + self.bias
+        weight_t = self.weight.t()
+
+        def f(h: Tensor) -> Tensor:
+            return torch.relu(adj(h @ weight_t) + injected)
+
+        h0 = x.new_zeros(x.size(0), self.out_channels)
+        h, self.stats = rbp(f, h0, method=self.method,
+                            max_iter=self.num_layers, tol=self.tol,
+                            backward_steps=self.backward_steps,
+                            backward_tol=self.backward_tol)
+        return h
+
+    @torch.no_grad()
+    def project_(self, rho: Optional[float] = None) -> None:
+        r"""Project :math:`\mathbf{W}` onto :math:`\|\mathbf{W}\|_\infty \le
+        \kappa / \rho(\hat{\mathbf{A}})` (call after each optimiser step);
+        ``rho`` defaults to that of the last graph seen."""
+        rho = self._rho if rho is None else rho
+        if rho is None:
+            raise ValueError("IGNNConv.project_: call forward first or pass "
+                             "rho (got neither)")
+        if rho > 0:
+            self.weight.copy_(project_rows_l1(self.weight, self.kappa / rho))
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.in_channels}, "
+                f"{self.out_channels}, kappa={self.kappa}, "
+                f"method={self.method})")
