@@ -63,23 +63,28 @@ def neumann(vjp: Op, g: Tensor, max_steps: int, tol: float) -> AdjointResult:
     r"""Truncated Neumann series :math:`\sum_{k=0}^{K} (J^\top)^k g`.
 
     Stops after ``max_steps`` terms or once a term's norm relative to
-    :math:`\|g\|` is below ``tol``.
+    :math:`\|g\|` is below ``tol``. Holds two vectors (the sum and the
+    current term), plus a copy of the sum only while the terms grow: the
+    fallback if they go on growing into divergence.
     """
     gnorm = _norm(g)
     if gnorm == 0:
         return AdjointResult(torch.zeros_like(g), 0, 0.0, False)
     v, s = g, g.clone()
-    best_s, best = s.clone(), 1.0
-    res, steps = 1.0, 0
+    snapshot = None  # the best partial sum, kept once the terms grow
+    best, res, steps = 1.0, 1.0, 0
     for k in range(max_steps):
         v = vjp(v)
         res = _norm(v) / gnorm
         if _is_bad(res, best):
-            return AdjointResult(best_s, k, best, True)
-        s = s + v
-        steps = k + 1
+            return AdjointResult(s if snapshot is None else snapshot, k,
+                                 best, True)
         if res <= best:
-            best, best_s = res, s
+            best, snapshot = res, None
+        elif snapshot is None:
+            snapshot = s.clone()
+        s.add_(v)
+        steps = k + 1
         if res < tol:
             break
     return AdjointResult(s, steps, res, False)

@@ -24,6 +24,9 @@ from typing import Callable, List, Optional
 import torch
 from torch import Tensor
 
+from .precision import STALL_STEPS, autocast_dtype, full_precision, \
+    switch_tol
+
 SOLVERS = ("fixed_point", "anderson")
 
 _EPS = 1e-12
@@ -99,6 +102,8 @@ class IterationResult:
     graph_steps: Tensor  # long, [num_graphs]
     graph_residual: Tensor  # [num_graphs]
     nonfinite: bool
+    #: Steps taken in the autocast dtype before the full-precision finish.
+    low_precision_steps: int = 0
 
 
 def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
@@ -108,7 +113,11 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
 
     Runs under the caller's grad mode: under :func:`torch.no_grad` it builds
     no graph (RBP), with grad enabled every step is recorded (BPTT). With
-    ``tol == 0`` it runs exactly ``max_steps`` steps.
+    ``tol == 0`` it runs exactly ``max_steps`` steps. Under autocast, steps
+    run in the low-precision dtype until the residual reaches
+    :func:`~pyg_rbp.implicit.precision.switch_tol` or stalls, then with
+    autocast off (see :mod:`pyg_rbp.implicit.precision`); the state keeps
+    ``h``'s dtype throughout.
     """
     device = h.device
     done = torch.zeros(num_graphs, dtype=torch.bool, device=device)
@@ -120,8 +129,17 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
     mixer = _Anderson() if solver == "anderson" else None
     nonfinite = False
     steps = 0
+    device_type = h.device.type
+    low = autocast_dtype(device_type)
+    switch_at = max(tol, switch_tol(low)) if low is not None else 0.0
+    low_steps, best, since_best = 0, float("inf"), 0
     for k in range(max_steps):
-        fh = f(h)
+        with full_precision(device_type, active=low is None):
+            fh = f(h)
+        if low is not None:
+            low_steps += 1
+        if fh.dtype != h.dtype:
+            fh = fh.to(h.dtype)
         if fh.shape != h.shape:
             raise ValueError(f"'f' must return a tensor of the shape of its "
                              f"input {list(h.shape)} (got {list(fh.shape)})")
@@ -135,7 +153,16 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
             nonfinite = True
             h = fh
             break
-        nxt = mixer(h, fh) if mixer is not None else fh
+        if low is not None:  # leave low precision once it stops paying off
+            best, since_best = (worst, 0) if worst < best else \
+                (best, since_best + 1)
+            if worst <= switch_at or since_best >= STALL_STEPS:
+                low = None
+        if mixer is not None:
+            with full_precision(device_type):  # its small solve in float32
+                nxt = mixer(h, fh)
+        else:
+            nxt = fh
         if tol > 0:
             newly = active & (res <= tol)
             graph_steps = torch.where(newly, torch.full_like(graph_steps,
@@ -154,4 +181,4 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
         else:
             h = nxt
     return IterationResult(h, steps, trace, done, graph_steps, graph_res,
-                           nonfinite)
+                           nonfinite, low_steps)

@@ -31,6 +31,7 @@ from .._checks import (check_batch, check_choice, check_float_tensor,
                        check_int, check_tol)
 from . import adjoint
 from .forward import SOLVERS, IterationResult, graph_residual, iterate
+from .precision import full_precision, switch_tol
 from .stats import ConvergenceWarning, RBPStats
 
 METHODS = ("neumann", "cg", "fixed_point", "bptt", "tbptt")
@@ -93,6 +94,13 @@ class _ImplicitGrad(torch.autograd.Function):
         cfg.stats.backward_steps = result.steps
         cfg.stats.backward_residual = result.residual
         cfg.stats.backward_diverged = result.diverged
+        # Done with the references the map kept for vjp_at (optional
+        # protocol): autograd frees the recorded step's own tensors after
+        # this backward, and these must not outlive them. A second backward
+        # (retain_graph=True) recomputes what it needs.
+        release = getattr(cfg.f, "release", None)
+        if callable(release):
+            release()
         if result.diverged:
             warnings.warn(
                 f"rbp: the '{cfg.method}' adjoint solve diverged (J has "
@@ -118,6 +126,17 @@ def _closed_form_vjp(f: Optional[Callable[[Tensor], Tensor]],
     return vjp_at(h) if callable(vjp_at) else None
 
 
+def _needs_state_grad(f: Callable[[Tensor], Tensor], method: str,
+                      penalty: Optional[str]) -> bool:
+    """Whether the recorded step must keep a gradient path to its input
+    state: for vector-Jacobian products through autograd (no closed form,
+    CG's double-vjp, the penalty). Without one, backward computes only the
+    parameter gradients, not an unused ``dL/dh*`` of the size of the state."""
+    closed_form = getattr(f, "has_closed_form_vjp", False) and \
+        callable(getattr(f, "vjp_at", None))
+    return not closed_form or method == "cg" or penalty is not None
+
+
 def _num_graphs(batch: Optional[Tensor]) -> int:
     if batch is None or batch.numel() == 0:
         return 1
@@ -135,7 +154,8 @@ def _steps_after(f: Callable[[Tensor], Tensor], h: Tensor, steps: int,
     res: Optional[Tensor] = None
     trace: List[float] = []
     for _ in range(steps):
-        prev, h = h, f(h)
+        with full_precision(h.device.type):
+            prev, h = h, f(h).to(h.dtype)
         res = graph_residual(h, prev, batch, num_graphs)
         trace.append(float(res.max()))
     return h, res, trace
@@ -152,6 +172,7 @@ def _finish_forward(stats: RBPStats, it: IterationResult,
         graph_res = last_res.to(graph_res.dtype)
     stats.residual_trace = it.trace + tail
     stats.forward_steps = it.steps + len(tail)
+    stats.low_precision_steps = it.low_precision_steps
     stats.forward_residual = float(graph_res.max())
     converged = done | (graph_res <= tol) if tol > 0 else graph_res <= 0
     if batch is None:
@@ -279,6 +300,15 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
     backward_tol = check_tol("backward_tol", backward_tol)
     if jacobian_penalty is not None:
         check_choice("jacobian_penalty", jacobian_penalty, PENALTIES)
+    if h0.dtype in (torch.float16, torch.bfloat16) and \
+            0 < tol < switch_tol(h0.dtype):
+        warnings.warn(
+            f"rbp: tol={tol:g} is below what a {h0.dtype} state can resolve "
+            f"(about {switch_tol(h0.dtype):.0e}); every call will run "
+            f"max_iter steps. Raise tol, or keep the model in float32 and "
+            f"train under torch.autocast (the engine then iterates in low "
+            f"precision and finishes in float32).", ConvergenceWarning,
+            stacklevel=2)
     if batch is not None:
         if h0.dim() == 0:
             raise ValueError("'h0' must have a node dimension when 'batch' "
@@ -310,7 +340,8 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
         it = iterate(f, h0.detach(), max_iter - 1, tol, solver, batch,
                      num_graphs)
     h_in = it.h.detach()
-    if torch.is_grad_enabled():
+    if torch.is_grad_enabled() and _needs_state_grad(f, method,
+                                                     jacobian_penalty):
         h_in.requires_grad_(True)
     h_out, res, tail = _steps_after(f, h_in, 1, batch, num_graphs)
     _finish_forward(stats, it, res, tail, batch, num_graphs, tol)

@@ -31,6 +31,9 @@ class RBPStats:
         solver: The forward solver (``'fixed_point'`` or ``'anderson'``).
         forward_steps: Number of evaluations of :math:`F`, the final
             differentiable one included.
+        low_precision_steps: How many of them ran in the autocast dtype
+            (0 outside :func:`torch.autocast`; see
+            :mod:`pyg_rbp.implicit.precision`).
         forward_residual: Final relative residual
             :math:`\|F(h) - h\| / (\|h\| + \epsilon)`; with ``batch``, the
             largest over the graphs.
@@ -61,6 +64,7 @@ class RBPStats:
     method: str
     solver: str
     forward_steps: int = 0
+    low_precision_steps: int = 0
     forward_residual: float = float("nan")
     converged: Union[bool, Tensor] = False
     residual_trace: List[float] = field(default_factory=list, repr=False)

@@ -12,7 +12,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from .._checks import check_int
 from ..nn import RBPGatedGraphConv
-from ..nn.adjacency import standardise_graph
+from ..nn.adjacency import SparseMatrix, standardise_graph
 
 
 class RBPNodeClassifier(torch.nn.Module):
@@ -79,9 +79,14 @@ class RBPNodeClassifier(torch.nn.Module):
         h = F.dropout(h, self.dropout, self.training)
         out = self.classifier(h)
         if self.out_propagation > 0:
-            adj = _normalized_adjacency(edge_index, x.size(0), out.dtype)
+            # SparseMatrix: float32 products under autocast (no low-precision
+            # sparse kernels) and a transpose built once for backward.
+            dtype = out.dtype if out.dtype in (torch.float32, torch.float64) \
+                else torch.float32
+            smooth = SparseMatrix(_normalized_adjacency(edge_index, x.size(0),
+                                                        dtype))
             for _ in range(self.out_propagation):
-                out = adj @ out
+                out = smooth(out)
         return out
 
 

@@ -15,6 +15,7 @@ from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, to_edge_index
 
 from .._checks import check_finite
+from ..implicit.precision import full_precision
 
 Aggregate = Callable[[Tensor], Tensor]
 
@@ -213,6 +214,8 @@ def build_aggregate(edge_index: Tensor, edge_weight: Optional[Tensor],
             return propagate(edge_index, h, edge_weight, edge_type)
         return scatter_aggregate
 
+    if dtype in (torch.float16, torch.bfloat16):  # no such sparse kernels
+        dtype = torch.float32
     src, dst = edge_index[0], edge_index[1]
     value = torch.ones(src.numel(), dtype=dtype, device=src.device) \
         if edge_weight is None else edge_weight.detach().to(dtype)
@@ -250,16 +253,34 @@ class SparseMatrix:
 
     def transposed_apply(self, g: Tensor) -> Tensor:
         """:math:`A^\top g` for ``g`` of shape ``[N, C]``, as ``[N, g C]``."""
-        out = self.transposed() @ g
+        with full_precision(g.device.type):
+            out = (self.transposed() @ g.to(self.adj.dtype)).to(g.dtype)
         return out.reshape(g.size(0), self.groups * g.size(1)) \
             if self.groups > 1 else out
 
+    def add_transposed_(self, out: Tensor, g: Tensor) -> Tensor:
+        """``out += A^T g`` in place, for an ordinary (``groups == 1``)
+        matrix: no ``[N, C]`` result is allocated."""
+        with full_precision(g.device.type):
+            if out.dtype == self.adj.dtype:
+                return out.addmm_(self.transposed(), g.to(out.dtype))
+            return out.add_((self.transposed() @ g.to(self.adj.dtype))
+                            .to(out.dtype))
+
     def __call__(self, h: Tensor) -> Tensor:
+        """``A h``, computed in the matrix's dtype (float32 or float64):
+        sparse kernels lack low-precision versions on the CPU, so a float16
+        or bfloat16 input is cast up for the product (with autocast off) and
+        the result cast back to the input's dtype."""
         if self.groups > 1:
             h = h.reshape(h.size(0) * self.groups, h.size(1) // self.groups)
-        if not h.requires_grad:
-            return self.adj @ h
-        return _SparseMatMul.apply(h, self)
+        dtype = h.dtype
+        if dtype != self.adj.dtype:
+            h = h.to(self.adj.dtype)
+        with full_precision(h.device.type):
+            out = self.adj @ h if not h.requires_grad else \
+                _SparseMatMul.apply(h, self)
+        return out if out.dtype == dtype else out.to(dtype)
 
 
 class _SparseMatMul(torch.autograd.Function):
@@ -272,4 +293,6 @@ class _SparseMatMul(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> Tuple[Tensor, None]:
         # Written with differentiable ops, so double backward works (the
         # Jacobian penalty differentiates through a vector-Jacobian product).
-        return ctx.matrix.transposed() @ grad, None
+        with full_precision(grad.device.type):
+            return ctx.matrix.transposed() @ grad.to(ctx.matrix.adj.dtype), \
+                None

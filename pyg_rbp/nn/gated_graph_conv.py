@@ -14,6 +14,7 @@ from torch_geometric.utils import spmm
 from .._checks import (check_choice, check_finite, check_float_tensor,
                        check_int)
 from ..implicit import RBPStats, rbp
+from ..implicit.precision import autocast_dtype
 from ..implicit.rbp import PENALTIES
 from ._options import set_solver_options
 from .adjacency import (MATRIX_AGGRS, build_aggregate, check_edge_type,
@@ -252,6 +253,9 @@ class RBPGatedGraphConv(MessagePassing):
                 f"'{name}' needs at most out_channels={self.out_channels} "
                 f"input channels (got x with {x.size(-1)}); put a Linear "
                 f"layer in front")
+        if x.dtype == autocast_dtype(x.device.type) and \
+                x.dtype != self.weight.dtype:
+            x = x.to(self.weight.dtype)  # autocast: the state stays float32
         if x.dtype != self.weight.dtype or x.device != self.weight.device:
             raise TypeError(
                 f"'x' must match the parameters' dtype and device "

@@ -40,6 +40,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from ..implicit.precision import autocast_dtype, full_precision
 from .adjacency import SparseMatrix
 
 #: Rows per block x channels: about 2**17 floats per [rows, C] block.
@@ -65,17 +66,25 @@ class GGNNStep:
     def __init__(self, x: Tensor, weight: Tensor, rnn: torch.nn.GRUCell,
                  aggregate: Callable[[Tensor], Tensor],
                  linear_aggregate: bool) -> None:
-        c = weight.size(-1)
-        self.c = c
         self.aggregate = aggregate
         self.linear = linear_aggregate
+        self._gates: Optional[tuple] = None
+        # The constants are built in full precision even under autocast: the
+        # map may finish in float32 (see pyg_rbp.implicit.precision).
+        with full_precision(x.device.type):
+            self._build(x, weight, rnn)
+
+    def _build(self, x: Tensor, weight: Tensor,
+               rnn: torch.nn.GRUCell) -> None:
+        c = weight.size(-1)
+        self.c = c
         # The state goes through ``pre`` before the aggregation, or Theta is
         # folded into the message GEMM after it (untyped, linear).
         if weight.dim() == 3:  # [k, C, C] -> [Theta_1 | ... | Theta_k]
             self.pre: Optional[Tensor] = weight.permute(1, 0, 2) \
                 .reshape(c, -1)
         else:
-            self.pre = None if linear_aggregate else weight
+            self.pre = None if self.linear else weight
         w_msg, w_in = rnn.weight_ih[:, :c], rnn.weight_ih[:, c:]
         gi_x = x @ w_in.t()
         if rnn.bias_ih is not None:
@@ -98,9 +107,24 @@ class GGNNStep:
 
     # -- the map ------------------------------------------------------------
     def __call__(self, h: Tensor) -> Tensor:
+        if autocast_dtype(h.device.type) is not None:
+            return self._mixed(h)
         if torch.is_grad_enabled():
             return self._recorded(h)
         return self._fast(h)
+
+    def _mixed(self, h: Tensor) -> Tensor:
+        """Under autocast: the GEMMs in the autocast dtype, their sums, the
+        gates and the new state in ``h``'s dtype (out-of-place, so autograd
+        can record it too)."""
+        f = h.dtype
+        m = self._message(h)
+        rz = torch.sigmoid(torch.addmm(self.gi_x_rz, m, self.w_m_rz).to(f)
+                           + (h @ self.w_h_rz).to(f))
+        r, z = rz.chunk(2, dim=1)
+        a = torch.addmm(self.gi_x_n, m, self.w_m_n).to(f) + \
+            r * self._h_n(h).to(f)
+        return torch.lerp(torch.tanh(a), h, z)
 
     def _message(self, h: Tensor) -> Tensor:
         return self.aggregate(h) if self.pre is None else \
@@ -114,6 +138,9 @@ class GGNNStep:
         # each scatter into a fresh zero [N, 2C] gradient
         h_n = self._h_n(h)
         n = torch.addmm(self.gi_x_n, m, self.w_m_n).addcmul_(r, h_n).tanh_()
+        # The gates autograd keeps for this step anyway: vjp_at(h) reuses
+        # them instead of recomputing the step into a second workspace.
+        self._gates = (h, r, z, n, h_n)
         return torch.lerp(n, h, z)
 
     def _h_n(self, h: Tensor) -> Tensor:
@@ -138,6 +165,18 @@ class GGNNStep:
         return out
 
     # -- its transposed Jacobian ---------------------------------------------
+    @property
+    def has_closed_form_vjp(self) -> bool:
+        """Whether :meth:`vjp_at` returns a product (a linear aggregation
+        with a constant matrix), so that :func:`pyg_rbp.rbp` need not keep a
+        gradient path to the state."""
+        return self.linear and isinstance(self.aggregate, SparseMatrix)
+
+    def release(self) -> None:
+        """Drop the references to the recorded step's gates (called by
+        :func:`pyg_rbp.rbp` once the backward pass is done with them)."""
+        self._gates = None
+
     def vjp_at(self, h: Tensor) -> Optional[Callable[[Tensor], Tensor]]:
         r"""``v -> J(h)^T v`` in closed form, or ``None`` where it has none
         (a non-linear aggregation or one without a constant matrix).
@@ -154,43 +193,61 @@ class GGNNStep:
 
         (for edge types, the last term is
         :math:`(A^\top ([g_{rz}, g_a] W_m^\top))\,[\Theta_1|\dots|\Theta_k]^\top`
-        with the typed adjacency). The four per-node coefficients are
-        computed once, so a product is one elementwise multiply, three or
-        four GEMMs and one sparse product.
+        with the typed adjacency).
+
+        Memory: at the state of the recorded step (the RBP case) the gates
+        are those autograd already keeps for that step, so nothing of size
+        ``[N, C]`` is added; the coefficients are formed inside each product
+        (a few elementwise operations, freed as it goes), so the adjoint
+        solve holds only its own vectors. A product is about ten
+        elementwise operations, six GEMMs with ``C``-wide weights and one
+        sparse product.
         """
-        if not (self.linear and isinstance(self.aggregate, SparseMatrix)):
+        if not self.has_closed_form_vjp:
             return None
         c = self.c
-        with torch.no_grad():
-            h = h.detach()
-            m = self._message(h)
-            rz = torch.addmm(self.gi_x_rz, m, self.w_m_rz) \
-                .addmm_(h, self.w_h_rz).sigmoid_()
-            r, z = rz[:, :c], rz[:, c:]
-            h_n = self._h_n(h)
-            n = torch.addmm(self.gi_x_n, m, self.w_m_n) \
-                .addcmul_(r, h_n).tanh_()
-            c_a = (1 - z) * (1 - n * n)
-            coeff = torch.cat([c_a * h_n * r * (1 - r),
-                               (h - n) * z * (1 - z), c_a, c_a * r], dim=1)
-            coeff = coeff.view(h.size(0), 4, c)
-            z = z.contiguous()
-            w_hh_rz, w_hh_n = self.w_hh[:2 * c].detach(), \
-                self.w_hh[2 * c:].detach()
+        device_type = h.device.type
+        with torch.no_grad(), full_precision(device_type):
+            saved = self._gates
+            if saved is not None and saved[0] is h:
+                h, r, z, n, h_n = (t.detach() for t in saved)
+            else:
+                h = h.detach()
+                m = self._message(h)
+                rz = torch.addmm(self.gi_x_rz, m, self.w_m_rz) \
+                    .addmm_(h, self.w_h_rz).sigmoid_()
+                r, z = rz[:, :c], rz[:, c:]
+                h_n = self._h_n(h)
+                n = torch.addmm(self.gi_x_n, m, self.w_m_n) \
+                    .addcmul_(r, h_n).tanh_()
+                del m
+            w_hh = self.w_hh.detach()
+            w_hh_r, w_hh_z, w_hh_n = w_hh[:c], w_hh[c:2 * c], w_hh[2 * c:]
             w_m_t = self.w_m.detach().t()
+            w_m_r, w_m_z, w_m_a = w_m_t[:c], w_m_t[c:2 * c], w_m_t[2 * c:]
             pre_t = None if self.pre is None else self.pre.detach().t()
             aggregate = self.aggregate
 
         def vjp(v: Tensor) -> Tensor:
-            with torch.no_grad():
-                g = (coeff * v.unsqueeze(1)).view(v.size(0), 4 * c)
-                out = torch.addmm(v * z, g[:, :2 * c], w_hh_rz)
-                out.addmm_(g[:, 3 * c:], w_hh_n)
-                back = aggregate.transposed_apply(g[:, :3 * c] @ w_m_t)
+            # Four [N, C] buffers at most (out, g, msg and, for edge types,
+            # the transposed product); every step below is in place.
+            with torch.no_grad(), full_precision(device_type):
+                out = v * z
+                g = torch.mul(n, n).neg_().add_(1).mul_(v)
+                g.addcmul_(g, z, value=-1)  # g_a = v (1 - n^2) (1 - z)
+                msg = g @ w_m_a  # [g_r, g_z, g_a] W_m^T, block by block
+                g.mul_(r)  # g_a r
+                out.addmm_(g, w_hh_n)
+                g.mul_(h_n).addcmul_(g, r, value=-1)  # g_r = g_a h_n r(1-r)
+                msg.addmm_(g, w_m_r)
+                out.addmm_(g, w_hh_r)
+                torch.sub(h, n, out=g).mul_(v).mul_(z)
+                g.addcmul_(g, z, value=-1)  # g_z = v (h - n) z (1 - z)
+                msg.addmm_(g, w_m_z)
+                out.addmm_(g, w_hh_z)
+                del g
                 if pre_t is None:
-                    out += back
-                else:
-                    out.addmm_(back, pre_t)
-                return out
+                    return aggregate.add_transposed_(out, msg)
+                return out.addmm_(aggregate.transposed_apply(msg), pre_t)
 
         return vjp

@@ -106,6 +106,21 @@ def test_datamodule_loaders(tmp_path, cache_dir) -> None:
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
 
 
+@needs_data
+def test_bf16_mixed_precision_trains(tmp_path, cache_dir) -> None:
+    """Lightning's precision='bf16-mixed' (CPU autocast): it trains, the
+    propagation iterates in bf16 and finishes in float32."""
+    base = dict(**FAST, max_epochs=25, data_root=str(shared_data_root()),
+                seed=1)
+    bf16 = train_node_classifier(TrainConfig(
+        **base, precision="bf16-mixed", output_dir=str(tmp_path / "bf16")))
+    fp32 = train_node_classifier(TrainConfig(
+        **base, output_dir=str(tmp_path / "fp32")))
+    assert bf16["test_acc"] > 0.6
+    assert abs(bf16["test_acc"] - fp32["test_acc"]) < 0.05
+    assert bf16["config"]["precision"] == "bf16-mixed"
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(dataset="cora"), "'dataset' must be one of 'Cora', 'CiteSeer'"),
     (dict(method="rbp"), "'method' must be one of 'neumann'"),
@@ -121,9 +136,10 @@ def test_config_refuses_bad_options(kwargs, match) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @needs_data
-def test_trains_on_cuda(tmp_path, cache_dir) -> None:
+@pytest.mark.parametrize("precision", [None, "bf16-mixed", "16-mixed"])
+def test_trains_on_cuda(tmp_path, cache_dir, precision) -> None:
     result = train_node_classifier(TrainConfig(
-        **{**FAST, "accelerator": "gpu"}, max_epochs=20,
+        **{**FAST, "accelerator": "gpu"}, max_epochs=20, precision=precision,
         data_root=str(shared_data_root()), output_dir=str(tmp_path)))
     assert result["test_acc"] > 0.5
     assert result["peak_memory_bytes"] > 0

@@ -70,3 +70,56 @@ def test_closed_form_vjp_equals_autograd(name: str) -> None:
 def test_non_linear_aggregation_has_no_closed_form(name: str) -> None:
     step, h = _step(name)
     assert step.vjp_at(h) is None  # rbp() then uses autograd
+
+
+def test_vjp_at_the_recorded_state_reuses_its_gates(monkeypatch) -> None:
+    """At the recorded step's input the gates autograd keeps are reused (no
+    second evaluation of the step); elsewhere they are recomputed. Both give
+    the same product."""
+    step, h = _step("typed")
+    h_in = h.clone().requires_grad_(True)
+    with torch.enable_grad():
+        step(h_in)
+    calls = {"message": 0}
+    real = step._message
+
+    def counting(x):
+        calls["message"] += 1
+        return real(x)
+
+    monkeypatch.setattr(step, "_message", counting)
+    reused = step.vjp_at(h_in)
+    assert calls["message"] == 0
+    recomputed = step.vjp_at(h_in.detach().clone())
+    assert calls["message"] == 1
+    v = torch.randn_like(h)
+    torch.testing.assert_close(reused(v), recomputed(v), rtol=0, atol=1e-12)
+    step.release()
+    assert step._gates is None
+
+
+@pytest.mark.parametrize("method, penalty, keeps", [
+    ("neumann", None, False), ("fixed_point", None, False),
+    ("cg", None, True), ("neumann", "spectral", True)])
+def test_state_gradient_path_only_when_needed(method, penalty, keeps,
+                                             monkeypatch) -> None:
+    """With a closed-form J^T v, backward computes no dL/dh* (an unused
+    [N, C] gradient through the sparse product); CG's double-vjp and the
+    penalty need the path and keep it."""
+    import importlib
+    engine = importlib.import_module("pyg_rbp.implicit.rbp")
+    seen = {}
+    real = engine._steps_after
+
+    def spy(f, h, steps, batch, num_graphs):
+        seen["requires_grad"] = h.requires_grad
+        return real(f, h, steps, batch, num_graphs)
+
+    torch.manual_seed(0)
+    conv = RBPGatedGraphConv(5, num_layers=20, method=method,
+                             jacobian_penalty=penalty)
+    x = torch.randn(30, 5)
+    monkeypatch.setattr(engine, "_steps_after", spy)
+    conv(x, random_graph(30, 90)).sum().backward()
+    assert seen["requires_grad"] is keeps
+    assert all(p.grad is not None for p in conv.parameters())
