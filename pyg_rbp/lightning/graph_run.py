@@ -149,7 +149,9 @@ def _train_fold(cfg: GraphTrainConfig, fold: int) -> Dict[str, Any]:
     dm = GraphDataModule(cfg.dataset, cfg.data_root, fold, cfg.folds,
                          cfg.seed, cfg.batch_size, cfg.val_fraction,
                          download=cfg.download)
-    types = dm.num_edge_types if cfg.edge_types else 1
+    # PyG's GatedGraphConv has no edge types: the baseline sees the graph
+    # untyped, as its users have it.
+    types = dm.num_edge_types if cfg.edge_types and cfg.conv == "rbp" else 1
     model_kwargs: Dict[str, Any] = dict(num_layers=cfg.num_layers,
                                         conv=cfg.conv)
     if cfg.conv == "rbp":

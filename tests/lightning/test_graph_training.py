@@ -67,6 +67,17 @@ def test_two_folds_of_mutag_learn_and_report(tmp_path, cache_dir) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@needs_tu
+def test_pyg_baseline_runs_on_typed_data(tmp_path, cache_dir) -> None:
+    """conv='pyg' on MUTAG (which has bond types) runs untyped."""
+    result = train_graph_classifier(GraphTrainConfig(
+        dataset="MUTAG", data_root=str(shared_data_root()), fold=[0],
+        max_epochs=1, conv="pyg", method="bptt", num_layers=3,
+        accelerator="cpu", output_dir=str(tmp_path / "out")))
+    assert result["folds"][0]["edge_types"] == 1
+    assert result["conv"] == "pyg"
+
+
 def test_bad_configs_are_refused_before_training() -> None:
     with pytest.raises(ValueError, match=r"--fold 10 is not in \[0, 10\)"):
         GraphTrainConfig(fold=[10]).check()
