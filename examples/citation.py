@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from typing import List, Optional
 
-from pyg_rbp import METHODS, ConvergenceWarning
-from pyg_rbp.data import DATASETS, SPLITS, DatasetNotFoundError
+from pyg_rbp import METHODS
+from pyg_rbp.data import DATASETS, SPLITS
 from pyg_rbp.lightning import LOADERS, TrainConfig, train_node_classifier
-from pyg_rbp.lightning.cli import add_common_arguments, common_options
+from pyg_rbp.lightning.cli import (add_common_arguments, common_options,
+                                  print_rows, run_example)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> TrainConfig:
@@ -70,29 +70,11 @@ def print_table(r: dict) -> None:
             ("peak memory", f"{mem:.0f} MiB"),
             ("autograd-saved / step", f"{saved:.1f} MiB"),
             ("mean forward steps", "-" if steps is None else f"{steps:.1f}")]
-    width = max(len(k) for k, _ in rows)
-    print()
-    for key, value in rows:
-        print(f"| {key:<{width}} | {value:>14} |")
+    print_rows(rows)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    try:
-        cfg = parse_args(argv)
-        cfg.check()
-    except (ValueError, ModuleNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    # One warning per place is plenty in a training loop.
-    warnings.simplefilter("once", ConvergenceWarning)
-    try:
-        result = train_node_classifier(cfg)
-    except DatasetNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if result["is_global_zero"]:
-        print_table(result)
-    return 0
+    return run_example(parse_args, train_node_classifier, print_table, argv)
 
 
 if __name__ == "__main__":

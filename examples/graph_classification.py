@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from typing import List, Optional
 
-from pyg_rbp import METHODS, ConvergenceWarning
-from pyg_rbp.data import TU_DATASETS, DatasetNotFoundError
+from pyg_rbp import METHODS
+from pyg_rbp.data import TU_DATASETS
 from pyg_rbp.lightning import GraphTrainConfig, train_graph_classifier
-from pyg_rbp.lightning.cli import add_common_arguments, common_options
+from pyg_rbp.lightning.cli import (add_common_arguments, common_options,
+                                  print_rows, run_example)
 from pyg_rbp.models.graph_classifier import CONVS, READOUTS
 
 
@@ -86,28 +86,11 @@ def print_table(r: dict) -> None:
             ("forward steps / batch", f"{r['forward_steps_per_batch']:.1f}"),
             ("time / epoch", f"{r['epoch_s']:.2f} s"),
             ("wall time", f"{r['wall_s']:.0f} s")]
-    width = max(len(k) for k, _ in rows)
-    print()
-    for key, value in rows:
-        print(f"| {key:<{width}} | {value:>16} |")
+    print_rows(rows)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    try:
-        cfg = parse_args(argv)
-        cfg.check()
-    except (ValueError, ModuleNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    warnings.simplefilter("once", ConvergenceWarning)
-    try:
-        result = train_graph_classifier(cfg)
-    except DatasetNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if result["is_global_zero"]:
-        print_table(result)
-    return 0
+    return run_example(parse_args, train_graph_classifier, print_table, argv)
 
 
 if __name__ == "__main__":

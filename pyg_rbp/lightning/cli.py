@@ -3,9 +3,12 @@ classification), so that the same flag means the same thing in both."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, Sequence
+import sys
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..implicit import SOLVERS
+from ..data import DatasetNotFoundError
+from ..implicit import SOLVERS, ConvergenceWarning
 
 #: Lightning's ``Trainer(precision=...)`` values the examples accept.
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "64")
@@ -65,3 +68,39 @@ def common_options(args: argparse.Namespace) -> Dict[str, Any]:
     out = {name: getattr(args, name) for name in _COMMON}
     out["download"] = not args.offline
     return out
+
+
+def print_rows(rows: Sequence[Tuple[str, str]]) -> None:
+    """The examples' closing summary: a two-column Markdown-style table."""
+    width = max(len(k) for k, _ in rows)
+    value_width = max([14] + [len(v) for _, v in rows])
+    print()
+    for key, value in rows:
+        print(f"| {key:<{width}} | {value:>{value_width}} |")
+
+
+def run_example(parse: Callable[[Optional[List[str]]], Any],
+                train: Callable[[Any], Dict[str, Any]],
+                report: Callable[[Dict[str, Any]], None],
+                argv: Optional[List[str]] = None) -> int:
+    """An example's ``main``: parse and check the options, train, report.
+
+    Bad options and missing data end with one ``error:`` line on stderr and
+    exit status 2; the report is printed by the global-zero process only.
+    """
+    try:
+        cfg = parse(argv)
+        cfg.check()
+    except (ValueError, ModuleNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # One warning per place is plenty in a training loop.
+    warnings.simplefilter("once", ConvergenceWarning)
+    try:
+        result = train(cfg)
+    except DatasetNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if result["is_global_zero"]:
+        report(result)
+    return 0
