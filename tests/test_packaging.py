@@ -126,8 +126,10 @@ def test_base_install_covers_the_dataset_loaders(tmp_path) -> None:
     code = f"""
 import os
 os.environ["XDG_CACHE_HOME"] = {str(tmp_path)!r}
-from pyg_rbp.data import load_planetoid
+from pyg_rbp.data import chains, load_planetoid, load_tu_dataset
 load_planetoid("Cora", {str(root)!r}, download=False)
+load_tu_dataset("MUTAG", {str(root)!r}, download=False)
+chains(length=5)
 from examples.quickstart import make_data
 make_data(0)
 """
