@@ -255,23 +255,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)  # saturated gates: see lightning/base.py
     warnings.simplefilter("once", ConvergenceWarning)
-    seeds = [run_seed(a, s) for s in range(a.seeds)]
-    accs = [s["test_acc"] for s in seeds]
-    result = {"test_acc": statistics.mean(accs),
-              "test_acc_std": statistics.pstdev(accs) if len(accs) > 1
-              else 0.0,
-              "seeds": seeds, "config": vars(a),
-              "forward_steps": statistics.mean(
-                  s["mean_forward_steps"] or 0 for s in seeds),
-              "backward_steps": statistics.mean(
-                  s["mean_backward_steps"] or 0 for s in seeds),
-              "saved_bytes": max(s["saved_bytes"] for s in seeds),
-              "peak_rss_bytes": max(s["peak_rss_bytes"] for s in seeds),
-              "epoch_s": statistics.mean(s["epoch_s"] for s in seeds)}
-    if a.output_json:
-        path = Path(a.output_json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1))
+    seeds: List[Dict[str, Any]] = []
+    for s in range(a.seeds):
+        seeds.append(run_seed(a, s))
+        result = summarise(a, seeds)
+        if a.output_json:  # after every seed: a long run keeps what it did
+            path = Path(a.output_json)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=1))
     if a.plot:
         plot(result, a.plot)
     print(f"chains L={a.length} classes={a.classes} {a.model}/{a.method}: "
@@ -282,6 +273,24 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{result['saved_bytes'] / 2**20:.1f} MiB, "
           f"{result['epoch_s']:.3f} s/epoch")
     return 0
+
+
+def summarise(a: argparse.Namespace,
+              seeds: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The JSON report over the seeds run so far."""
+    accs = [s["test_acc"] for s in seeds]
+    return {"test_acc": statistics.mean(accs),
+            "test_acc_std": statistics.pstdev(accs) if len(accs) > 1
+            else 0.0,
+            "seeds": seeds, "config": vars(a),
+            "forward_steps": statistics.mean(
+                s["mean_forward_steps"] or 0 for s in seeds),
+            "backward_steps": statistics.mean(
+                s["mean_backward_steps"] or 0 for s in seeds),
+            "saved_bytes": max(s["saved_bytes"] for s in seeds),
+            "peak_rss_bytes": max(s["peak_rss_bytes"] for s in seeds),
+            "epoch_s": statistics.mean(s["epoch_s"] for s in seeds),
+            "seeds_run": len(seeds)}
 
 
 if __name__ == "__main__":
