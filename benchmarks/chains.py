@@ -100,7 +100,10 @@ def _cell(r: Optional[Dict]) -> str:
         return "-"
     if r.get("failed"):
         return "OOM" if r.get("out_of_memory") else "failed"
-    return f"{100 * r['test_acc']:.1f}"
+    partial = r.get("seeds_run", r["config"]["seeds"]) < r["config"]["seeds"]
+    return f"{100 * r['test_acc']:.1f}" + (
+        f" ({r['seeds_run']} seed{'s' if r['seeds_run'] > 1 else ''})"
+        if partial else "")
 
 
 def tables() -> str:
