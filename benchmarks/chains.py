@@ -22,7 +22,7 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "chains"  # --results changes it
@@ -106,33 +106,49 @@ def _cell(r: Optional[Dict]) -> str:
         if partial else "")
 
 
+def _by_length(title: str, lengths: List[int],
+               cell: Callable[[str, int], str]) -> List[str]:
+    """A markdown table: one row per contender that has a result, one column
+    per chain length; ``cell(contender, L)`` gives each entry."""
+    lines = [f"\n**{title}**\n",
+             "| contender | " + " | ".join(f"L={n}" for n in lengths) + " |",
+             "|---|" + "---|" * len(lengths)]
+    for name in CONTENDERS:
+        row = [cell(name, n) for n in lengths]
+        if any(x != "-" for x in row):
+            lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _memory_cell(runs: Dict[str, Dict], per_node: bool
+                 ) -> Callable[[str, int], str]:
+    def cell(name: str, n: int) -> str:
+        r = runs.get(f"c2_L{n}_{name}")
+        if r is None or r.get("failed"):
+            return "-" if r is None else "OOM"
+        if per_node:
+            nodes = 2 * r["config"]["chains_per_class"] * n
+            return f"{r['saved_bytes'] / nodes:,.0f}"
+        return f"{r['saved_bytes'] / 2**20:.1f}"
+    return cell
+
+
 def tables() -> str:
     runs = _load_all()
-    lines = []
+    lines: List[str] = []
     keys = [k for k in runs if not k.startswith("k_")]
     classes = sorted({int(k.split("_")[0][1:]) for k in keys})
     lengths = sorted({int(k.split("_")[1][1:]) for k in keys})
     for c in classes:
-        lines += [f"\n**{c} classes: test accuracy (%), mean over seeds**\n",
-                  "| contender | " + " | ".join(f"L={n}" for n in lengths)
-                  + " |", "|---|" + "---|" * len(lengths)]
-        for name in CONTENDERS:
-            row = [_cell(runs.get(f"c{c}_L{n}_{name}")) for n in lengths]
-            if any(x != "-" for x in row):
-                lines.append(f"| {name} | " + " | ".join(row) + " |")
-    lines += ["\n**Autograd-saved memory of one training step (MiB), 2 "
-              "classes**\n",
-              "| contender | " + " | ".join(f"L={n}" for n in lengths) + " |",
-              "|---|" + "---|" * len(lengths)]
-    for name in CONTENDERS:
-        row = []
-        for n in lengths:
-            r = runs.get(f"c2_L{n}_{name}")
-            row.append("-" if r is None else
-                       ("OOM" if r.get("failed") else
-                        f"{r['saved_bytes'] / 2**20:.1f}"))
-        if any(x != "-" for x in row):
-            lines.append(f"| {name} | " + " | ".join(row) + " |")
+        lines += _by_length(
+            f"{c} classes: test accuracy (%), mean over seeds", lengths,
+            lambda name, n: _cell(runs.get(f"c{c}_L{n}_{name}")))
+    lines += _by_length(
+        "Autograd-saved memory of one training step (MiB), 2 classes",
+        lengths, _memory_cell(runs, per_node=False))
+    lines += _by_length(
+        "The same per node (bytes): flat in L means memory does not grow "
+        "with the number of steps", lengths, _memory_cell(runs, per_node=True))
     ks = [k for k in runs if k.startswith("k_")]
     if ks:
         lines += ["\n**Neumann truncation K against length: test accuracy "

@@ -65,16 +65,20 @@ def neumann(vjp: Op, g: Tensor, max_steps: int, tol: float) -> AdjointResult:
     Stops after ``max_steps`` terms or once a term's norm relative to
     :math:`\|g\|` is below ``tol``. Holds two vectors (the sum and the
     current term), plus a copy of the sum only while the terms grow: the
-    fallback if they go on growing into divergence.
+    fallback if they go on growing into divergence. Where ``vjp`` has an
+    attribute ``overwrite`` (``v -> J^T v`` written into ``v``'s storage),
+    every term after the first is computed in place of the one before.
     """
     gnorm = _norm(g)
     if gnorm == 0:
         return AdjointResult(torch.zeros_like(g), 0, 0.0, False)
+    overwrite = getattr(vjp, "overwrite", None)
     v, s = g, g.clone()
     snapshot = None  # the best partial sum, kept once the terms grow
     best, res, steps = 1.0, 1.0, 0
     for k in range(max_steps):
-        v = vjp(v)
+        # g belongs to the caller; later terms are ours to overwrite
+        v = overwrite(v) if overwrite is not None and v is not g else vjp(v)
         res = _norm(v) / gnorm
         if _is_bad(res, best):
             return AdjointResult(s if snapshot is None else snapshot, k,

@@ -197,11 +197,14 @@ class GGNNStep:
 
         Memory: at the state of the recorded step (the RBP case) the gates
         are those autograd already keeps for that step, so nothing of size
-        ``[N, C]`` is added; the coefficients are formed inside each product
-        (a few elementwise operations, freed as it goes), so the adjoint
-        solve holds only its own vectors. A product is about ten
-        elementwise operations, six GEMMs with ``C``-wide weights and one
-        sparse product.
+        ``[N, C]`` is added. Everything but the sparse product is row-local,
+        so it runs in row blocks through two small reused buffers: a product
+        holds its output and the message ``[N, C]`` only. The returned
+        function has an attribute ``overwrite(v)`` that writes
+        :math:`J^\top v` into ``v``'s own storage (for a caller that owns
+        ``v``, as the Neumann series does after its first term), one
+        ``[N, C]`` less. A product is about ten elementwise operations, six
+        GEMMs with ``C``-wide weights and one sparse product.
         """
         if not self.has_closed_form_vjp:
             return None
@@ -227,27 +230,47 @@ class GGNNStep:
             w_m_r, w_m_z, w_m_a = w_m_t[:c], w_m_t[c:2 * c], w_m_t[2 * c:]
             pre_t = None if self.pre is None else self.pre.detach().t()
             aggregate = self.aggregate
+            # Build A^T now, while no adjoint vector is alive yet: the
+            # conversion's temporaries would otherwise add to the solve's peak.
+            aggregate.transposed()
+            num = h.size(0)
+            # CUDA: a few large blocks (launch overhead); CPU: cache-sized.
+            rows = max(1, -(-num // 8)) if h.is_cuda else \
+                max(1, _BLOCK_ELEMENTS // c)
+            rows = min(rows, num)
+            buf_a = h.new_empty(rows, c)
+            buf_z = h.new_empty(rows, c)
 
-        def vjp(v: Tensor) -> Tensor:
-            # Four [N, C] buffers at most (out, g, msg and, for edge types,
-            # the transposed product); every step below is in place.
+        def product(v: Tensor, in_place: bool) -> Tensor:
             with torch.no_grad(), full_precision(device_type):
-                out = v * z
-                g = torch.mul(n, n).neg_().add_(1).mul_(v)
-                g.addcmul_(g, z, value=-1)  # g_a = v (1 - n^2) (1 - z)
-                msg = g @ w_m_a  # [g_r, g_z, g_a] W_m^T, block by block
-                g.mul_(r)  # g_a r
-                out.addmm_(g, w_hh_n)
-                g.mul_(h_n).addcmul_(g, r, value=-1)  # g_r = g_a h_n r(1-r)
-                msg.addmm_(g, w_m_r)
-                out.addmm_(g, w_hh_r)
-                torch.sub(h, n, out=g).mul_(v).mul_(z)
-                g.addcmul_(g, z, value=-1)  # g_z = v (h - n) z (1 - z)
-                msg.addmm_(g, w_m_z)
-                out.addmm_(g, w_hh_z)
-                del g
+                out = v if in_place else torch.empty_like(v)
+                msg = torch.empty_like(v)  # [g_r, g_z, g_a] W_m^T
+                for i in range(0, num, rows):
+                    j = min(i + rows, num)
+                    vb, zb, nb, rb = v[i:j], z[i:j], n[i:j], r[i:j]
+                    ga, gz = buf_a[:j - i], buf_z[:j - i]
+                    # g_a = v (1 - n^2) (1 - z); g_z = v (h - n) z (1 - z)
+                    torch.mul(nb, nb, out=ga).neg_().add_(1).mul_(vb)
+                    ga.addcmul_(ga, zb, value=-1)
+                    torch.sub(h[i:j], nb, out=gz).mul_(vb).mul_(zb)
+                    gz.addcmul_(gz, zb, value=-1)
+                    ob = out[i:j]  # v is not read below: out may be v
+                    torch.mul(vb, zb, out=ob)
+                    mb = msg[i:j]
+                    torch.mm(ga, w_m_a, out=mb)
+                    ga.mul_(rb)  # g_a r
+                    ob.addmm_(ga, w_hh_n)
+                    ga.mul_(h_n[i:j]).addcmul_(ga, rb, value=-1)  # g_r
+                    mb.addmm_(ga, w_m_r)
+                    ob.addmm_(ga, w_hh_r)
+                    mb.addmm_(gz, w_m_z)
+                    ob.addmm_(gz, w_hh_z)
                 if pre_t is None:
                     return aggregate.add_transposed_(out, msg)
                 return out.addmm_(aggregate.transposed_apply(msg), pre_t)
 
+        def vjp(v: Tensor) -> Tensor:
+            return product(v, in_place=False)
+
+        vjp.overwrite = lambda v: product(v, in_place=True)  # type: ignore
         return vjp

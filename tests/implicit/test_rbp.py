@@ -348,6 +348,30 @@ def test_adjoint_solvers_agree_on_a_matrix() -> None:
         adjoint.fixed_point(vjp, g, 5, 0.0, init="ones")
 
 
+def test_neumann_overwrites_only_its_own_terms() -> None:
+    """With ``vjp.overwrite`` the series computes each term after the first
+    in place of the one before: the same sum, and the caller's g untouched."""
+    a = _contraction(20, 0.8, seed=5)
+    g = torch.randn(20, dtype=torch.float64)
+    before = g.clone()
+    calls = {"overwrite": 0}
+
+    def vjp(v):
+        return a.T @ v
+
+    def overwrite(v):
+        assert v is not g
+        calls["overwrite"] += 1
+        return v.copy_(a.T @ v)
+
+    vjp.overwrite = overwrite
+    plain = adjoint.neumann(lambda v: a.T @ v, g, 30, 0.0)
+    in_place = adjoint.neumann(vjp, g, 30, 0.0)
+    assert calls["overwrite"] == 29
+    assert torch.equal(g, before)
+    torch.testing.assert_close(in_place.z, plain.z, rtol=0, atol=1e-14)
+
+
 @pytest.mark.parametrize("kwargs, err, match", [
     (dict(method="adjoint"), ValueError, "'method' must be one of 'neumann'"),
     (dict(solver="broyden"), ValueError, "'solver' must be one of"),

@@ -51,8 +51,15 @@ def test_no_grad_path_equals_recorded_path(name: str, monkeypatch) -> None:
     torch.testing.assert_close(fast, recorded.detach(), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("block_rows", [None, 8])
 @pytest.mark.parametrize("name", [n for n in CONFIGS if "max" not in n])
-def test_closed_form_vjp_equals_autograd(name: str) -> None:
+def test_closed_form_vjp_equals_autograd(name: str, block_rows, monkeypatch
+                                         ) -> None:
+    """J^T v in closed form, in one block or in row blocks of 8 (37 nodes:
+    four full blocks and a short one), and written over v, equals
+    autograd's product through the recorded step."""
+    if block_rows is not None:
+        monkeypatch.setattr(ggnn_step, "_BLOCK_ELEMENTS", block_rows * 5)
     step, h = _step(name)
     vjp = step.vjp_at(h)
     assert vjp is not None
@@ -63,7 +70,12 @@ def test_closed_form_vjp_equals_autograd(name: str) -> None:
         v = torch.randn(h.shape, dtype=h.dtype,
                         generator=torch.Generator().manual_seed(seed))
         (expected, ) = torch.autograd.grad(h_out, h_in, v, retain_graph=True)
+        before = v.clone()
         torch.testing.assert_close(vjp(v), expected, rtol=0, atol=1e-12)
+        assert torch.equal(v, before)  # the plain product leaves v alone
+        written = vjp.overwrite(v)
+        assert written.data_ptr() == v.data_ptr()
+        torch.testing.assert_close(written, expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["max", "typed-max"])
