@@ -7,7 +7,6 @@ writes its final weights, its synchronised metrics and its training nodes.
 """
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pyg_rbp.lightning import NodeClassificationModule, NodeDataModule  # noqa
+from tests.lightning.ddp_common import save_rank  # noqa: E402
 
 
 def main(out_dir: str, data_root: str) -> None:
@@ -35,15 +35,10 @@ def main(out_dir: str, data_root: str) -> None:
                          enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(module, dm)
-    rank = trainer.global_rank
-    out = Path(out_dir)
-    torch.save(module.state_dict(), out / f"rank{rank}.pt")
-    (out / f"rank{rank}.json").write_text(json.dumps({
-        "world_size": trainer.world_size,
-        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
-        "train_nodes": dm.train_nodes(rank, trainer.world_size).tolist(),
-        "batches": len(dm.train_dataloader()),
-    }))
+    save_rank(trainer, module, out_dir,
+              train_nodes=dm.train_nodes(trainer.global_rank,
+                                         trainer.world_size).tolist(),
+              batches=len(dm.train_dataloader()))
 
 
 if __name__ == "__main__":

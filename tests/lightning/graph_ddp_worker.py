@@ -9,7 +9,6 @@ graphs it saw.
 """
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pyg_rbp.lightning import (GraphClassificationModule,  # noqa: E402
                                GraphDataModule)
+from tests.lightning.ddp_common import save_rank  # noqa: E402
 
 
 class CountGraphs(Callback):
@@ -49,15 +49,8 @@ def main(out_dir: str, data_root: str) -> None:
                          enable_progress_bar=False, callbacks=[count],
                          enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(module, dm)
-    rank = trainer.global_rank
-    out = Path(out_dir)
-    torch.save(module.state_dict(), out / f"rank{rank}.pt")
-    (out / f"rank{rank}.json").write_text(json.dumps({
-        "world_size": trainer.world_size,
-        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
-        "graphs_seen": count.graphs,
-        "train_graphs": len(dm.split[0]),
-    }))
+    save_rank(trainer, module, out_dir, graphs_seen=count.graphs,
+              train_graphs=len(dm.split[0]))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pyg_rbp.lightning import (GraphTrainConfig, select_epoch,
 from pyg_rbp.lightning.graph_run import optimistic_figures
 from tests.lightning.test_tu_data import needs_tu
 from tests.conftest import shared_data_root
+from tests.lightning.ddp_common import assert_synchronised, run_two_ranks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,27 +114,10 @@ def test_example_runs_as_documented(tmp_path) -> None:
 @pytest.mark.slow
 @needs_tu
 def test_ddp_two_cpu_processes(tmp_path) -> None:
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"),
-               OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    env.pop("PYG_RBP_DATA_ROOT", None)
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "lightning" /
-                             "graph_ddp_worker.py"), str(tmp_path),
-         str(shared_data_root())], env=env, capture_output=True, text=True,
-        timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    info = [json.loads((tmp_path / f"rank{r}.json").read_text())
-            for r in range(2)]
-    assert [i["world_size"] for i in info] == [2, 2]
+    info = run_two_ranks(ROOT / "tests" / "lightning" / "graph_ddp_worker.py",
+                         tmp_path, str(shared_data_root()))
     # Lightning's distributed sampler gave each rank half the training graphs
     total = info[0]["train_graphs"]
     assert [i["graphs_seen"] for i in info] == [(total + 1) // 2] * 2
-    # metrics are reduced across ranks: both report the same numbers
-    for key in ("train_loss", "val_acc", "test_acc", "fwd_steps"):
-        assert info[0]["metrics"][key] == info[1]["metrics"][key], key
-    # gradients were all-reduced: identical weights on both ranks
-    import torch
-    w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    for key in w0:
-        assert torch.equal(w0[key], w1[key]), key
+    assert_synchronised(info, tmp_path,
+                        ("train_loss", "val_acc", "test_acc", "fwd_steps"))
