@@ -10,7 +10,6 @@ from torch_geometric.nn import GatedGraphConv
 from torch_geometric.typing import WITH_TORCH_SPARSE, SparseTensor
 from torch_geometric.utils import to_torch_coo_tensor
 
-import pyg_rbp.nn.adjacency as adjacency
 from pyg_rbp import ConvergenceWarning, RBPGatedGraphConv, RBPStats
 from pyg_rbp.utils import SavedTensorMeter, tensor_bytes
 from tests.conftest import random_graph
@@ -139,20 +138,12 @@ def test_normalize_uses_symmetric_normalisation() -> None:
         RBPGatedGraphConv(3, aggr="mean", normalize=True)
 
 
-def test_graph_work_is_built_once_per_call(monkeypatch) -> None:
-    calls = {"coo": 0}
-    real = torch.sparse_coo_tensor
-
-    def counting(*args, **kwargs):
-        calls["coo"] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(adjacency.torch, "sparse_coo_tensor", counting)
+def test_graph_work_is_built_once_per_call(coo_builds) -> None:
     x, edge_index = _graph(torch.device("cpu"))
     conv = RBPGatedGraphConv(8, num_layers=40, tol=0.0, normalize=True)
     conv(x, edge_index).sum().backward()
     assert conv.stats.forward_steps == 40
-    assert calls["coo"] == 1
+    assert coo_builds["n"] == 1
 
 
 def test_drop_in_replacement_trains() -> None:

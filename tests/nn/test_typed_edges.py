@@ -12,7 +12,6 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_torch_coo_tensor
 
-import pyg_rbp.nn.adjacency as adjacency
 from pyg_rbp import RBPGatedGraphConv
 from tests.conftest import random_graph
 
@@ -130,21 +129,13 @@ def test_a_graph_alone_equals_its_rows_in_a_batch() -> None:
                                    atol=1e-8)
 
 
-def test_typed_graph_work_is_built_once_per_call(monkeypatch) -> None:
-    calls = {"coo": 0}
-    real = torch.sparse_coo_tensor
-
-    def counting(*args, **kwargs):
-        calls["coo"] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(adjacency.torch, "sparse_coo_tensor", counting)
+def test_typed_graph_work_is_built_once_per_call(coo_builds) -> None:
     x, edge_index, edge_type = _typed_graph()
     conv = RBPGatedGraphConv(5, num_layers=40, tol=0.0, normalize=True,
                              num_edge_types=3).double()
     conv(x, edge_index, edge_type=edge_type).sum().backward()
     assert conv.stats.forward_steps == 40
-    assert calls["coo"] == 1
+    assert coo_builds["n"] == 1
 
 
 def test_training_memory_with_types_does_not_grow_with_steps() -> None:
