@@ -179,7 +179,8 @@ def plot(out_dir: str) -> None:
                          if k.startswith(f"c{c}_") and k.endswith(
                              f"_{name}") and not r.get("failed"))
             if pts:
-                ax.semilogx(*zip(*pts), marker="o", label=name)
+                ax.semilogx(*zip(*pts), marker="o", label=name,
+                            color=f"C{list(CONTENDERS).index(name)}")
         ax.set_title(f"{c} classes")
         ax.set_xlabel("chain length L")
         ax.set_ylabel("test accuracy")
@@ -192,7 +193,8 @@ def plot(out_dir: str) -> None:
                      if k.startswith("c2_") and k.endswith(f"_{name}")
                      and not r.get("failed"))
         if pts:
-            ax.loglog(*zip(*pts), marker="o", label=name)
+            ax.loglog(*zip(*pts), marker="o", label=name,
+                      color=f"C{list(CONTENDERS).index(name)}")
     ax.set_title("memory of one training step (2 classes)")
     ax.set_xlabel("chain length L")
     ax.set_ylabel("autograd-saved MiB")
