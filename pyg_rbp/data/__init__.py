@@ -1,5 +1,6 @@
 """Datasets for the examples and benchmarks: Planetoid and OGB node graphs,
-TU graph-classification sets.
+TU graph-classification sets,
+GGNN's symbolic bAbI tasks.
 
 Knows nothing about Lightning; :mod:`pyg_rbp.lightning` builds on it.
 """
@@ -10,6 +11,8 @@ from typing import Optional
 from torch_geometric.data import Data
 
 from .._checks import check_choice
+from .babi import (BABI_TASKS, BabiTask, babi_splits, load_babi,
+                   parse_babi)
 from .chains import chains
 from .ogb import OGB_DATASETS, load_ogbn
 from .planetoid import PLANETOID, SPLITS, load_planetoid, paper_split
@@ -43,4 +46,5 @@ __all__ = ["DATASETS", "PLANETOID", "OGB_DATASETS", "SPLITS", "ENV_VAR",
            "DatasetNotFoundError", "load_node_dataset", "load_planetoid",
            "load_ogbn", "paper_split", "resolve_data_root", "cache_root",
            "chains", "TU_DATASETS", "load_tu_dataset", "stratified_folds",
-           "fold_split"]
+           "fold_split", "BABI_TASKS", "BabiTask", "load_babi", "parse_babi",
+           "babi_splits"]

@@ -1,4 +1,4 @@
-"""Lightning training for node and graph classification (optional
+"""Lightning training for node and graph classification and bAbI (optional
 dependency).
 
 Needs ``pytorch-lightning`` and ``torchmetrics``:
@@ -13,6 +13,8 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on install
         f"('{exc.name}' is missing); install them with "
         f"pip install 'pyg-rbp[lightning]'") from exc
 
+from .babi_module import BabiDataModule, BabiModule
+from .babi_run import BabiTrainConfig, train_babi
 from .datamodule import LOADERS, NodeDataModule
 from .graph_datamodule import GraphDataModule
 from .graph_module import GraphClassificationModule
@@ -24,4 +26,5 @@ from .run import History, TrainConfig, train_node_classifier
 __all__ = ["NodeClassificationModule", "NodeDataModule", "TrainConfig",
            "History", "train_node_classifier", "LOADERS",
            "GraphClassificationModule", "GraphDataModule", "GraphTrainConfig",
-           "train_graph_classifier", "select_epoch"]
+           "train_graph_classifier", "select_epoch", "BabiDataModule",
+           "BabiModule", "BabiTrainConfig", "train_babi"]

@@ -110,3 +110,44 @@ def plot_folds(result: Dict[str, Any], out_dir: str) -> list:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return [path]
+
+
+def plot_babi(result: Dict[str, Any], out_dir: str) -> list:
+    """Write ``babi.png``: per epoch, the mean over the runs (folds and
+    question types) of the training loss, the validation and test accuracy
+    and the forward steps; return its path."""
+    plt = _pyplot()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hists = [r["history"] for r in result["runs"]]
+    epochs = min(len(h) for h in hists)
+
+    def mean(key: str) -> list:
+        return [sum(h[e].get(key, float("nan")) for h in hists) / len(hists)
+                for e in range(epochs)]
+
+    x = list(range(1, epochs + 1))
+    fig, (ax_loss, ax_acc, ax_steps) = plt.subplots(1, 3, figsize=(14, 4))
+    for key in ("train_loss", "val_loss"):
+        ax_loss.semilogy(x, mean(key), label=key)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss (mean over runs)")
+    ax_loss.legend()
+    for key in ("train_acc", "val_acc"):
+        ax_acc.plot(x, mean(key), label=key)
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy (mean over runs)")
+    ax_acc.legend()
+    ax_steps.plot(x, mean("fwd_steps"), label="forward")
+    ax_steps.plot(x, mean("bwd_steps"), label="backward")
+    ax_steps.set_xlabel("epoch")
+    ax_steps.set_ylabel("steps per training call")
+    ax_steps.legend()
+    fig.suptitle(f"bAbI task {result['task']}, {result['method']}: "
+                 f"{100 * result['test_acc']:.1f} % "
+                 f"({len(result['runs'])} runs)")
+    fig.tight_layout()
+    path = out / "babi.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]

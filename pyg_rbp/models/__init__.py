@@ -1,6 +1,7 @@
 """Whole models built from the layers (plain ``torch.nn.Module``s)."""
+from .babi import OUTPUTS, RBPGGNN, babi_loss
 from .graph_classifier import READOUTS, GatedReadout, RBPGraphClassifier
 from .node_classifier import RBPNodeClassifier
 
 __all__ = ["RBPNodeClassifier", "RBPGraphClassifier", "GatedReadout",
-           "READOUTS"]
+           "READOUTS", "RBPGGNN", "babi_loss", "OUTPUTS"]

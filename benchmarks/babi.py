@@ -1,0 +1,174 @@
+"""GGNN's bAbI tasks, every contender side by side, all 10 folds.
+
+One process per (task, contender), each writing its JSON (a run whose JSON
+exists is skipped, so the sweep resumes); then the table of docs/babi.md:
+
+    python benchmarks/babi.py                       # everything
+    python benchmarks/babi.py --tasks 16 18 --contenders neumann bptt
+    python benchmarks/babi.py --table               # only print the table
+
+Contenders, all with the same output model (:class:`pyg_rbp.models.RBPGGNN`)
+and the layer's own defaults (per task only the hidden size and the edge
+types are set): ``neumann``, ``cg``, ``bptt`` (our layer, typed edges), and
+``pyg``: PyG's ``GatedGraphConv`` (untied weights, ``--pyg-layers`` steps,
+back-propagation through them, no edge types: the row shows what typed edges
+buy). Hidden sizes and training examples per task are in ``TASKS``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "babi"
+
+#: Per task: the hidden size and the training examples (the paper: 50, and
+#: 250 for task 19's GGS-NN figure).
+TASKS: Dict[int, Dict[str, int]] = {
+    4: {"hidden": 8, "train_examples": 50},
+    15: {"hidden": 8, "train_examples": 50},
+    16: {"hidden": 8, "train_examples": 50},
+    18: {"hidden": 16, "train_examples": 50},
+    19: {"hidden": 16, "train_examples": 250},
+}
+CONTENDERS = ("neumann", "cg", "bptt", "pyg")
+#: Published (GGNN paper, 10 folds): mean test accuracy %.
+PAPER = {4: "100.0 ± 0.0", 15: "100.0 ± 0.0", 16: "100.0 ± 0.0",
+         18: "100.0 ± 0.0", 19: "99.0 ± 1.1 (GGS-NN)"}
+
+
+class PygGatedGraphConv(torch.nn.Module):
+    """PyG's ``GatedGraphConv`` behind the call of ``RBPGatedGraphConv``
+    (it has no edge types and no per-graph stopping: both are ignored)."""
+
+    def __init__(self, hidden: int, num_layers: int) -> None:
+        super().__init__()
+        from torch_geometric.nn import GatedGraphConv
+        self.conv = GatedGraphConv(hidden, num_layers)
+
+    def reset_parameters(self) -> None:
+        self.conv.reset_parameters()
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor,
+                batch: Optional[torch.Tensor] = None,
+                edge_type: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.conv(x, edge_index)
+
+
+def run_one(task: int, contender: str, a: argparse.Namespace) -> None:
+    """Train one (task, contender) over the folds, in this process."""
+    import warnings
+
+    from pyg_rbp.lightning import BabiTrainConfig, train_babi
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(a.threads)
+    spec = TASKS[task]
+    cfg = BabiTrainConfig(
+        task=task, method="bptt" if contender == "pyg" else contender,
+        folds=a.folds, hidden=spec["hidden"],
+        train_examples=spec["train_examples"], max_epochs=a.epochs,
+        seed=a.seed, data_root=a.data_root, accelerator="cpu",
+        edge_types=contender != "pyg", download=False,
+        output_dir=str(RESULTS / "logs"),
+        output_json=str(RESULTS / f"{task}_{contender}.json"))
+    factory = None
+    if contender == "pyg":
+        def factory(hidden: int, types: int) -> torch.nn.Module:
+            return PygGatedGraphConv(hidden, a.pyg_layers)
+    result = train_babi(cfg, conv_factory=factory)
+    print(f"task {task} {contender}: {100 * result['test_acc']:.1f} % "
+          f"({result['wall_s']:.0f} s)", flush=True)
+
+
+def table(tasks: List[int]) -> str:
+    lines = ["| task | examples | " + " | ".join(CONTENDERS) +
+             " | GGNN paper |",
+             "|---|---|" + "---|" * len(CONTENDERS) + "---|"]
+    for task in tasks:
+        cells = []
+        for c in CONTENDERS:
+            path = RESULTS / f"{task}_{c}.json"
+            if not path.exists():
+                cells.append("")
+                continue
+            r = json.loads(path.read_text())
+            folds = len(r["folds"])
+            note = "" if folds == 10 else f" ({folds} folds)"
+            cells.append(f"{100 * r['test_acc']:.1f} ± "
+                         f"{100 * r['test_acc_std']:.1f}{note}")
+        lines.append(f"| {task} | {TASKS[task]['train_examples']} | " +
+                     " | ".join(cells) + f" | {PAPER[task]} |")
+    return "\n".join(lines)
+
+
+def steps_table(tasks: List[int]) -> str:
+    lines = ["| task | contender | forward steps / call | backward steps / "
+             "call | backward residual | val acc, last epoch | wall s |",
+             "|---|---|---|---|---|---|---|"]
+    for task in tasks:
+        for c in CONTENDERS:
+            path = RESULTS / f"{task}_{c}.json"
+            if not path.exists():
+                continue
+            r = json.loads(path.read_text())
+
+            def fmt(v: Optional[float], spec: str = ".1f") -> str:
+                return "-" if v is None else format(v, spec)
+            lines.append(f"| {task} | {c} | {fmt(r['forward_steps'])} | "
+                         f"{fmt(r['backward_steps'])} | "
+                         f"{fmt(r['backward_residual'], '.2g')} | "
+                         f"{100 * r['final_val_acc']:.1f} | "
+                         f"{r['wall_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", type=int, nargs="+", default=list(TASKS))
+    p.add_argument("--contenders", nargs="+", default=list(CONTENDERS),
+                   choices=CONTENDERS)
+    p.add_argument("--folds", type=int, nargs="+",
+                   default=list(range(1, 11)))
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pyg-layers", type=int, default=5,
+                   help="GatedGraphConv's steps (GGNN used 5 on bAbI)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--table", action="store_true",
+                   help="only print the tables of the results on disk")
+    p.add_argument("--run-one", nargs=2, metavar=("TASK", "CONTENDER"),
+                   help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.run_one:
+        run_one(int(a.run_one[0]), a.run_one[1], a)
+        return 0
+    if not a.table:
+        for task in a.tasks:
+            for c in a.contenders:
+                if (RESULTS / f"{task}_{c}.json").exists():
+                    continue
+                cmd = [sys.executable, __file__, "--run-one", str(task), c,
+                       "--epochs", str(a.epochs), "--seed", str(a.seed),
+                       "--pyg-layers", str(a.pyg_layers),
+                       "--threads", str(a.threads),
+                       "--data-root", a.data_root,
+                       "--folds", *map(str, a.folds)]
+                subprocess.run(cmd, check=True, env=dict(
+                    os.environ, OMP_NUM_THREADS=str(a.threads),
+                    PYTHONWARNINGS="ignore"))
+    print(table(a.tasks))
+    print()
+    print(steps_table(a.tasks))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
