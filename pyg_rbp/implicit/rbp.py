@@ -36,6 +36,8 @@ from .stats import ConvergenceWarning, RBPStats
 
 METHODS = ("neumann", "cg", "fixed_point", "bptt", "tbptt")
 PENALTIES = ("spectral", "frobenius")
+#: The implicit methods: their gradient assumes a fixed point.
+IMPLICIT_METHODS = ("neumann", "cg", "fixed_point")
 #: Power iterations behind jacobian_penalty='spectral'.
 POWER_STEPS = 5
 
@@ -217,6 +219,33 @@ def _penalty(h_out: Tensor, h_in: Tensor, kind: str,
     return vjp.pow(2).sum() / scale
 
 
+class _AddToLoss(torch.autograd.Function):
+    """Identity on ``h``; in the backward pass, ``penalty`` gets gradient 1,
+    as if it had been added to the loss. Only reached when ``h`` takes part
+    in the loss."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, penalty: Tensor) -> Tensor:
+        ctx.penalty_shape = penalty.shape
+        return h.view_as(h)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Tensor, Tensor]:
+        return grad, grad.new_ones(ctx.penalty_shape)
+
+
+def _contraction_penalty(h_out: Tensor, h_in: Tensor,
+                         f: Callable[[Tensor], Tensor], bound: float,
+                         weight: float, spectral: Optional[Tensor]
+                         ) -> Tensor:
+    r"""``weight * max(0, rho^2 - bound^2)``, with ``rho^2`` the spectral
+    penalty's estimate (``spectral`` when the call computed it already)."""
+    if spectral is None:
+        spectral = _penalty(h_out, h_in, "spectral",
+                            _closed_form_vjp(f, h_in))
+    return weight * torch.relu(spectral - bound ** 2)
+
+
 def _penalty_at(f: Callable[[Tensor], Tensor], h: Tensor,
                 kind: str) -> Tensor:
     """The penalty at ``h``, through one extra evaluation of ``f``."""
@@ -228,7 +257,9 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
         max_iter: int = 100, tol: float = 1e-5, solver: str = "fixed_point",
         backward_steps: int = 20, backward_tol: float = 1e-6,
         batch: Optional[Tensor] = None,
-        jacobian_penalty: Optional[str] = None) -> Tuple[Tensor, RBPStats]:
+        jacobian_penalty: Optional[str] = None,
+        contraction_bound: Optional[float] = None,
+        contraction_weight: float = 10.0) -> Tuple[Tensor, RBPStats]:
     r"""Find the fixed point :math:`h^* = F(h^*)` and differentiate through it.
 
     Args:
@@ -272,6 +303,27 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
             regularisation, Bai et al., 2021). Costs a few vector-Jacobian
             products and one with ``create_graph=True``.
             (default: :obj:`None`)
+        contraction_bound (float, optional): The automatic safeguard of the
+            implicit methods (``'neumann'``, ``'cg'``, ``'fixed_point'``):
+            when a training call's forward iteration does not reach ``tol``
+            (some graph still above it after ``max_iter - 1`` steps), the
+            returned state carries the hinge penalty
+            :math:`w \max(0, \hat\rho^2 - b^2)`, :math:`b` this bound,
+            :math:`w` = ``contraction_weight`` and :math:`\hat\rho^2` the
+            ``'spectral'`` estimate of the Jacobian's dominant eigenvalue at
+            that state: its gradient joins the parameters' gradients in the
+            backward pass as if it were part of the loss. It pulls an
+            expansive or marginal map (:math:`\rho(J) \to 1`, where no
+            unique fixed point exists and the implicit gradient is wrong)
+            back to a contraction, and acts only then. A call that
+            converges costs nothing extra: reaching ``tol`` from a unit
+            residual within ``max_iter`` steps already implies
+            :math:`\rho \lesssim` ``tol ** (1 / max_iter)``. ``None``
+            switches it off; it is off for ``'bptt'``/``'tbptt'``, with
+            ``tol=0``, and without grad. The value is in
+            ``stats.contraction_penalty``. (default: :obj:`None`)
+        contraction_weight (float, optional): :math:`w` above.
+            (default: :obj:`10.0`)
 
     Returns:
         ``(h_star, stats)``: the state after the last step and an
@@ -300,6 +352,12 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
     backward_tol = check_tol("backward_tol", backward_tol)
     if jacobian_penalty is not None:
         check_choice("jacobian_penalty", jacobian_penalty, PENALTIES)
+    if contraction_bound is not None:
+        contraction_bound = check_tol("contraction_bound", contraction_bound)
+        if not 0 < contraction_bound < 1:
+            raise ValueError(f"'contraction_bound' must be in (0, 1) "
+                             f"(got {contraction_bound})")
+    contraction_weight = check_tol("contraction_weight", contraction_weight)
     if h0.dtype in (torch.float16, torch.bfloat16) and \
             0 < tol < switch_tol(h0.dtype):
         warnings.warn(
@@ -340,8 +398,11 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
         it = iterate(f, h0.detach(), max_iter - 1, tol, solver, batch,
                      num_graphs)
     h_in = it.h.detach()
-    if torch.is_grad_enabled() and _needs_state_grad(f, method,
-                                                     jacobian_penalty):
+    # The safeguard acts on calls whose loop stopped short of tol.
+    guard = contraction_bound is not None and contraction_weight > 0 and \
+        tol > 0 and torch.is_grad_enabled() and not bool(it.done.all())
+    if torch.is_grad_enabled() and (guard or _needs_state_grad(
+            f, method, jacobian_penalty)):
         h_in.requires_grad_(True)
     h_out, res, tail = _steps_after(f, h_in, 1, batch, num_graphs)
     _finish_forward(stats, it, res, tail, batch, num_graphs, tol)
@@ -350,6 +411,16 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
     if jacobian_penalty:
         stats.jacobian_penalty = _penalty(h_out, h_in, jacobian_penalty,
                                           _closed_form_vjp(f, h_in))
+    penalty = None
+    if guard:
+        spectral = stats.jacobian_penalty \
+            if jacobian_penalty == "spectral" else None
+        penalty = _contraction_penalty(h_out, h_in, f, contraction_bound,
+                                       contraction_weight, spectral)
+        stats.contraction_penalty = float(penalty)
     cfg = _AdjointConfig(h_out, h_in, method, backward_steps, backward_tol,
                          stats, f)
-    return _ImplicitGrad.apply(h_out, cfg), stats
+    out = _ImplicitGrad.apply(h_out, cfg)
+    if penalty is not None and bool(penalty > 0):
+        out = _AddToLoss.apply(out, penalty)
+    return out, stats

@@ -59,6 +59,11 @@ class RBPStats:
             (``'spectral'``) or :math:`\|J\|_F^2 / n` (``'frobenius'``) at
             the returned state (add a multiple of it to the loss), else
             ``None``.
+        contraction_penalty: The value of the automatic contraction
+            safeguard's hinge penalty (see ``contraction_bound`` of
+            :func:`pyg_rbp.rbp`) when the call computed it (a training call
+            whose forward did not reach ``tol``; ``0.0`` when the estimate
+            was below the bound), else ``None``.
     """
 
     method: str
@@ -74,3 +79,4 @@ class RBPStats:
     backward_residual: Optional[float] = None
     backward_diverged: bool = False
     jacobian_penalty: Optional[Tensor] = field(default=None, repr=False)
+    contraction_penalty: Optional[float] = None

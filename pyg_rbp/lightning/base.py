@@ -73,6 +73,9 @@ class RBPLightningModule(pl.LightningModule):
             loss = loss + self.jacobian_weight * stats.jacobian_penalty
         self._log("fwd_steps", stats.forward_steps)
         self._log("fwd_residual", stats.forward_residual)
+        # the layer's own safeguard: already in the backward pass, logged
+        # here (0 for calls that converged and so did not compute it)
+        self._log("contraction_penalty", stats.contraction_penalty or 0.0)
         return loss
 
     def _log_backward(self, stats: Optional[RBPStats]) -> None:

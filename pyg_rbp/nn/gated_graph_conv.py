@@ -12,7 +12,7 @@ from torch_geometric.typing import Adj, OptTensor
 from torch_geometric.utils import spmm
 
 from .._checks import (check_choice, check_finite, check_float_tensor,
-                       check_int)
+                       check_int, check_tol)
 from ..implicit import RBPStats, rbp
 from ..implicit.precision import autocast_dtype
 from ..implicit.rbp import PENALTIES
@@ -24,6 +24,11 @@ from .ggnn_step import GGNNStep
 
 #: Scale of the state-acting weights at initialisation (see reset_parameters).
 INIT_STATE_SCALE = 0.5
+#: The default contraction safeguard (see :func:`pyg_rbp.rbp`): a training
+#: call whose propagation did not reach ``tol`` adds
+#: ``CONTRACTION_WEIGHT * max(0, rho^2 - CONTRACTION_BOUND^2)`` to the loss.
+CONTRACTION_BOUND = 0.9
+CONTRACTION_WEIGHT = 10.0
 #: The initialisations of reset_parameters.
 STATE_INITS = ("contractive", "identity")
 
@@ -112,6 +117,18 @@ class RBPGatedGraphConv(MessagePassing):
             :math:`\|J\|_F^2 / n` in ``stats.jacobian_penalty``; add a
             multiple of it to the loss to keep the map contractive (see
             :func:`pyg_rbp.rbp`). (default: :obj:`None`)
+        contraction_bound (float, optional): The automatic safeguard of
+            the RBP methods: when a training call's propagation does not
+            reach ``tol`` within ``num_layers`` steps, the output carries
+            the penalty :math:`w \max(0, \hat\rho(J)^2 - b^2)`, whose
+            gradient joins the backward pass as if it were in the loss, so
+            a map that drifted to :math:`\rho(J) \ge 1` (no unique fixed
+            point: the implicit gradient is then wrong) is pulled back to a
+            contraction. Calls that converge are untouched. ``None``
+            switches it off (see :func:`pyg_rbp.rbp` and docs/methods.md).
+            (default: :obj:`0.9`)
+        contraction_weight (float, optional): Its weight :math:`w`.
+            (default: :obj:`10.0`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
@@ -139,6 +156,8 @@ class RBPGatedGraphConv(MessagePassing):
                  backward_tol: float = 1e-6, normalize: bool = False,
                  state_init: str = "contractive", identity_gain: float = 2.0,
                  jacobian_penalty: Optional[str] = None,
+                 contraction_bound: Optional[float] = CONTRACTION_BOUND,
+                 contraction_weight: float = CONTRACTION_WEIGHT,
                  **kwargs: Any) -> None:
         super().__init__(aggr=aggr, **kwargs)
         self.out_channels = check_int("out_channels", out_channels, 1)
@@ -160,6 +179,14 @@ class RBPGatedGraphConv(MessagePassing):
         self.identity_gain = float(identity_gain)
         self.jacobian_penalty = None if jacobian_penalty is None else \
             check_choice("jacobian_penalty", jacobian_penalty, PENALTIES)
+        if contraction_bound is not None:
+            check_tol("contraction_bound", contraction_bound)
+            if not 0 < contraction_bound < 1:
+                raise ValueError(f"'contraction_bound' must be in (0, 1) "
+                                 f"or None (got {contraction_bound})")
+        self.contraction_bound = contraction_bound
+        self.contraction_weight = check_tol("contraction_weight",
+                                            contraction_weight)
         self.stats: Optional[RBPStats] = None
 
         num_weights = self._num_weights()
@@ -227,7 +254,9 @@ class RBPGatedGraphConv(MessagePassing):
                             solver=self.solver,
                             backward_steps=self.backward_steps,
                             backward_tol=self.backward_tol, batch=batch,
-                            jacobian_penalty=self.jacobian_penalty)
+                            jacobian_penalty=self.jacobian_penalty,
+                            contraction_bound=self.contraction_bound,
+                            contraction_weight=self.contraction_weight)
         return h
 
     def fixed_point_map(

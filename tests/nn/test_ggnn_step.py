@@ -110,14 +110,16 @@ def test_vjp_at_the_recorded_state_reuses_its_gates(monkeypatch) -> None:
     assert step._gates is None
 
 
-@pytest.mark.parametrize("method, penalty, keeps", [
-    ("neumann", None, False), ("fixed_point", None, False),
-    ("cg", None, True), ("neumann", "spectral", True)])
-def test_state_gradient_path_only_when_needed(method, penalty, keeps,
+@pytest.mark.parametrize("method, penalty, guard, keeps", [
+    ("neumann", None, None, False), ("fixed_point", None, None, False),
+    ("cg", None, None, True), ("neumann", "spectral", None, True),
+    ("neumann", None, 0.9, True)])
+def test_state_gradient_path_only_when_needed(method, penalty, guard, keeps,
                                              monkeypatch) -> None:
     """With a closed-form J^T v, backward computes no dL/dh* (an unused
-    [N, C] gradient through the sparse product); CG's double-vjp and the
-    penalty need the path and keep it."""
+    [N, C] gradient through the sparse product); CG's double-vjp, the
+    penalty and the contraction safeguard (20 steps do not converge here)
+    need the path and keep it."""
     import importlib
     engine = importlib.import_module("pyg_rbp.implicit.rbp")
     seen = {}
@@ -129,7 +131,8 @@ def test_state_gradient_path_only_when_needed(method, penalty, keeps,
 
     torch.manual_seed(0)
     conv = RBPGatedGraphConv(5, num_layers=20, method=method,
-                             jacobian_penalty=penalty)
+                             jacobian_penalty=penalty,
+                             contraction_bound=guard)
     x = torch.randn(30, 5)
     monkeypatch.setattr(engine, "_steps_after", spy)
     conv(x, random_graph(30, 90)).sum().backward()
