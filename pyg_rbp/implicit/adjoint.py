@@ -18,7 +18,9 @@ Each solver gets :math:`g` and a function ``vjp(v) = J^T v`` (CG also gets
 
 A solve that diverges (non-finite values, or residuals grown
 :data:`DIVERGENCE_RATIO` times above the best seen) stops and returns its best
-finite estimate with ``diverged=True``.
+finite estimate with ``diverged=True``. A ``g`` that is already non-finite
+(an overflowed loss under a gradient scaler) is passed on unchanged, without
+a solve and without ``diverged``: the scaler must see it to skip the step.
 """
 from __future__ import annotations
 
@@ -54,6 +56,20 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a.reshape(-1) * b.reshape(-1)).sum()
 
 
+def _finite(value: float) -> bool:
+    return value == value and abs(value) != float("inf")
+
+
+def _passed_through(g: Tensor) -> AdjointResult:
+    """The answer for a zero or non-finite ``g``: zero gives zero; an
+    overflowed gradient (inf / NaN, as a gradient scaler provokes on
+    purpose) goes on unchanged, so the scaler sees it and skips the step,
+    with no solve and no divergence reported."""
+    if _norm(g) == 0:
+        return AdjointResult(torch.zeros_like(g), 0, 0.0, False)
+    return AdjointResult(g.clone(), 0, float("nan"), False)
+
+
 def _is_bad(res: float, best: float) -> bool:
     return not (res == res and res != float("inf")) or \
         (best > 0 and res > DIVERGENCE_RATIO * best)
@@ -70,8 +86,8 @@ def neumann(vjp: Op, g: Tensor, max_steps: int, tol: float) -> AdjointResult:
     every term after the first is computed in place of the one before.
     """
     gnorm = _norm(g)
-    if gnorm == 0:
-        return AdjointResult(torch.zeros_like(g), 0, 0.0, False)
+    if gnorm == 0 or not _finite(gnorm):
+        return _passed_through(g)
     overwrite = getattr(vjp, "overwrite", None)
     v, s = g, g.clone()
     snapshot = None  # the best partial sum, kept once the terms grow
@@ -99,14 +115,18 @@ def fixed_point(vjp: Op, g: Tensor, max_steps: int, tol: float,
     r"""Original RBP: iterate :math:`z_i = J^\top z_{i-1} + g`.
 
     ``init='random'`` draws :math:`z_0 \sim U(0, 1)` as in the paper
-    (Algorithm 1); ``'zeros'`` and ``'grad'`` (:math:`z_0 = g`) are the other
-    choices. Stops when :math:`\|z_i - z_{i-1}\| / \|g\| <` ``tol``.
+    (Algorithm 1), rescaled to the norm of :math:`g`, so that the result
+    scales with :math:`g` (a loss scaled by :math:`s`, as under a gradient
+    scaler, gives :math:`s` times the same gradient, not a different one);
+    ``'zeros'`` and ``'grad'`` (:math:`z_0 = g`) are the other choices.
+    Stops when :math:`\|z_i - z_{i-1}\| / \|g\| <` ``tol``.
     """
     gnorm = _norm(g)
-    if gnorm == 0:
-        return AdjointResult(torch.zeros_like(g), 0, 0.0, False)
+    if gnorm == 0 or not _finite(gnorm):
+        return _passed_through(g)
     if init == "random":
         z = torch.rand_like(g)
+        z.mul_(gnorm / max(_norm(z), 1e-30))
     elif init == "zeros":
         z = torch.zeros_like(g)
     elif init == "grad":
@@ -139,8 +159,8 @@ def cg(vjp: Op, jvp: Op, g: Tensor, max_steps: int,
     square the condition number of :math:`I - J^\top` (the paper's caveat).
     """
     gnorm = _norm(g)
-    if gnorm == 0:
-        return AdjointResult(torch.zeros_like(g), 0, 0.0, False)
+    if gnorm == 0 or not _finite(gnorm):
+        return _passed_through(g)
 
     def normal_op(u: Tensor) -> Tensor:
         q = u - vjp(u)

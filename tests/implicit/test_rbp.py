@@ -462,3 +462,41 @@ def test_penalty_off_and_under_no_grad() -> None:
     with pytest.raises(ValueError, match="'jacobian_penalty' must be one of "
                                          "'spectral', 'frobenius'"):
         rbp(f, h0, jacobian_penalty="l2")
+
+
+@pytest.mark.parametrize("method", RBP_METHODS)
+def test_gradient_scales_with_the_loss(method: str) -> None:
+    """A gradient scaler multiplies the loss by s: every adjoint must give s
+    times the same gradient (original RBP's random start included)."""
+    gen = torch.Generator().manual_seed(3)
+    w = (0.4 * torch.randn(5, 5, generator=gen, dtype=torch.float64)
+         ).requires_grad_(True)
+    x = torch.randn(5, 2, generator=gen, dtype=torch.float64)
+    grads = []
+    for scale in (1.0, 2.0 ** 16):
+        torch.manual_seed(0)
+        w.grad = None
+        h, _ = rbp(lambda h: torch.tanh(w @ h + x), torch.zeros_like(x),
+                   method=method, backward_steps=8, backward_tol=0.0,
+                   tol=1e-12, max_iter=200)
+        (scale * h.pow(2).sum()).backward()
+        grads.append(w.grad.clone() / scale)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("method", RBP_METHODS)
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_overflowed_gradient_passes_through_unchanged(method: str,
+                                                      bad: float) -> None:
+    """An inf / NaN incoming gradient (a scaler's overflow) reaches the
+    parameters as inf / NaN, with no solve and no divergence warning."""
+    import warnings as _warnings
+    w = (0.3 * torch.eye(4)).requires_grad_(True)
+    x = torch.ones(4, 1)
+    h, stats = rbp(lambda h: torch.tanh(w @ h + x), torch.zeros_like(x),
+                   method=method)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")  # any warning fails the test
+        (h.sum() * bad).backward()
+    assert not bool(torch.isfinite(w.grad).all())
+    assert stats.backward_steps == 0 and not stats.backward_diverged
