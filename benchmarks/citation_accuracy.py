@@ -64,6 +64,8 @@ def main() -> int:
     p.add_argument("--backward-steps", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--accelerator", default="auto",
+                   help="cpu, gpu or auto (Lightning's)")
     p.add_argument("--output-json", required=True)
     p.add_argument("--output-dir", default="outputs/benchmark")
     a = p.parse_args()
@@ -87,7 +89,7 @@ def main() -> int:
                     dataset=dataset, method=method, seed=seed,
                     split=a.split, max_epochs=a.max_epochs, lr=a.lr,
                     num_layers=a.num_layers, backward_steps=a.backward_steps,
-                    data_root=a.data_root, accelerator="cpu",
+                    data_root=a.data_root, accelerator=a.accelerator,
                     progress_bar=False, output_dir=a.output_dir,
                     download=False))
                 for key in ("history", "residual_trace_first",

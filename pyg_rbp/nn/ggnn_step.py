@@ -45,6 +45,25 @@ from .adjacency import SparseMatrix
 
 #: Rows per block x channels: about 2**17 floats per [rows, C] block.
 _BLOCK_ELEMENTS = 2 ** 17
+#: On CUDA the adjoint's row-local work runs as one block (kernel launches
+#: dominate) unless the state has more elements than this; then 8 blocks
+#: keep its two work buffers small.
+_CUDA_ONE_BLOCK = 2 ** 24
+
+
+def block_rows(num: int, channels: int, cuda: bool, adjoint: bool = False
+               ) -> int:
+    """Rows per block of the row-blocked loops, always at least 1 (a graph
+    with no nodes has no blocks, but ``range`` needs a positive step).
+
+    CPU: cache-sized blocks of about 2**17 elements. CUDA: one block, except
+    for the adjoint of a state above ``_CUDA_ONE_BLOCK`` elements (8 blocks).
+    """
+    if not cuda:
+        return max(1, _BLOCK_ELEMENTS // max(channels, 1))
+    if adjoint and num * channels > _CUDA_ONE_BLOCK:
+        return max(1, -(-num // 8))
+    return max(1, num)
 
 
 class GGNNStep:
@@ -152,7 +171,7 @@ class GGNNStep:
         m = self._message(h)
         out = torch.empty_like(h)
         num = h.size(0)
-        rows = num if h.is_cuda else max(1, _BLOCK_ELEMENTS // c)
+        rows = block_rows(num, c, h.is_cuda)
         for i in range(0, num, rows):
             j = min(i + rows, num)
             hb, mb = h[i:j], m[i:j]
@@ -234,12 +253,10 @@ class GGNNStep:
             # conversion's temporaries would otherwise add to the solve's peak.
             aggregate.transposed()
             num = h.size(0)
-            # CUDA: a few large blocks (launch overhead); CPU: cache-sized.
-            rows = max(1, -(-num // 8)) if h.is_cuda else \
-                max(1, _BLOCK_ELEMENTS // c)
-            rows = min(rows, num)
-            buf_a = h.new_empty(rows, c)
-            buf_z = h.new_empty(rows, c)
+            # CUDA: one block unless large (launch overhead); CPU: cache-sized.
+            rows = block_rows(num, c, h.is_cuda, adjoint=True)
+            buf_a = h.new_empty(min(rows, num), c)
+            buf_z = h.new_empty(min(rows, num), c)
 
         def product(v: Tensor, in_place: bool) -> Tensor:
             with torch.no_grad(), full_precision(device_type):

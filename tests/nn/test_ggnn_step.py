@@ -138,3 +138,30 @@ def test_state_gradient_path_only_when_needed(method, penalty, guard, keeps,
     conv(x, random_graph(30, 90)).sum().backward()
     assert seen["requires_grad"] is keeps
     assert all(p.grad is not None for p in conv.parameters())
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_block_rows_is_positive_for_an_empty_graph(cuda: bool) -> None:
+    """range(0, 0, rows) needs rows >= 1: a 0-node graph on CUDA used to
+    take rows = num = 0."""
+    from pyg_rbp.nn.ggnn_step import _CUDA_ONE_BLOCK, block_rows
+    for adjoint in (False, True):
+        assert block_rows(0, 16, cuda, adjoint) >= 1
+    assert block_rows(1000, 64, True) == 1000  # one block on CUDA
+    big = _CUDA_ONE_BLOCK // 64 + 8
+    assert block_rows(big, 64, True, adjoint=True) == -(-big // 8)
+    assert block_rows(big, 64, True, adjoint=False) == big
+    assert block_rows(10 ** 6, 64, False) == 2 ** 17 // 64
+
+
+def test_empty_graph_backward_with_a_nonzero_gradient() -> None:
+    """A batch whose state has no rows still runs the adjoint products."""
+    torch.manual_seed(0)
+    conv = RBPGatedGraphConv(4, num_layers=5)
+    step, h0 = conv.fixed_point_map(torch.zeros(0, 4),
+                                    torch.zeros(2, 0, dtype=torch.long))
+    with torch.enable_grad():
+        h_in = h0.clone().requires_grad_(True)
+        step(h_in)
+    vjp = step.vjp_at(h_in)
+    assert vjp(torch.zeros(0, 4)).shape == (0, 4)
