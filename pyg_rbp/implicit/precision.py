@@ -49,11 +49,39 @@ def switch_tol(dtype: torch.dtype) -> float:
 
 
 @contextmanager
+def no_tf32() -> Iterator[None]:
+    """CUDA float32 matrix products in full float32 inside the block, not
+    TF32 (10-bit mantissa, which the float32 finish exists to avoid);
+    the previous settings come back afterwards."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9
+        old = (matmul.fp32_precision, torch.backends.cudnn.fp32_precision)
+        matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision, torch.backends.cudnn.fp32_precision = old
+        return
+    old_flags = (matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old_flags
+
+
+@contextmanager
 def full_precision(device_type: str, active: bool = True) -> Iterator[None]:
     """Switch autocast off for ``device_type`` inside the block (if it is on
-    and ``active``)."""
+    and ``active``); on CUDA also TF32 (see :func:`no_tf32`)."""
     if active and autocast_dtype(device_type) is not None:
         with torch.autocast(device_type, enabled=False):
-            yield
+            if device_type == "cuda":
+                with no_tf32():
+                    yield
+            else:
+                yield
     else:
         yield

@@ -97,3 +97,21 @@ def test_bfloat16_model_warns_about_an_unreachable_tol() -> None:
         out = conv(x, ei)
     out.float().sum().backward()
     assert conv.weight.grad.dtype == torch.bfloat16
+
+
+def test_no_tf32_restores_the_settings() -> None:
+    """The float32 finish switches TF32 off and puts the user's setting back
+    (checked on the flags, which exist on CPU-only builds too)."""
+    from pyg_rbp.implicit.precision import no_tf32
+    matmul = torch.backends.cuda.matmul
+    key = "fp32_precision" if hasattr(matmul, "fp32_precision") else \
+        "allow_tf32"
+    before = getattr(matmul, key)
+    tf32 = "tf32" if key == "fp32_precision" else True
+    setattr(matmul, key, tf32)
+    try:
+        with no_tf32():
+            assert getattr(matmul, key) in ("ieee", False)
+        assert getattr(matmul, key) == tf32
+    finally:
+        setattr(matmul, key, before)
