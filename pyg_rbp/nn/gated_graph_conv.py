@@ -27,7 +27,7 @@ INIT_STATE_SCALE = 0.5
 #: The default contraction safeguard (see :func:`pyg_rbp.rbp`): a training
 #: call whose propagation did not reach ``tol`` adds
 #: ``CONTRACTION_WEIGHT * max(0, rho^2 - CONTRACTION_BOUND^2)`` to the loss.
-CONTRACTION_BOUND = 0.9
+CONTRACTION_BOUND = 0.99
 CONTRACTION_WEIGHT = 10.0
 #: The initialisations of reset_parameters.
 STATE_INITS = ("contractive", "identity")
@@ -126,7 +126,7 @@ class RBPGatedGraphConv(MessagePassing):
             point: the implicit gradient is then wrong) is pulled back to a
             contraction. Calls that converge are untouched. ``None``
             switches it off (see :func:`pyg_rbp.rbp` and docs/methods.md).
-            (default: :obj:`0.9`)
+            (default: :obj:`0.99`)
         contraction_weight (float, optional): Its weight :math:`w`.
             (default: :obj:`10.0`)
         **kwargs (optional): Additional arguments of

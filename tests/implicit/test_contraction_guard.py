@@ -93,7 +93,7 @@ def test_layer_default_guards_an_unconverged_training_call() -> None:
     with pytest.warns(UserWarning, match="did not reach tol"):
         conv(x, edge_index).sum().backward()
     assert conv.stats.contraction_penalty is not None
-    assert conv.contraction_bound == 0.9 and conv.contraction_weight == 10.0
+    assert conv.contraction_bound == 0.99 and conv.contraction_weight == 10.0
     off = RBPGatedGraphConv(8, num_layers=3, tol=1e-12,
                             contraction_bound=None)
     with pytest.warns(UserWarning):
