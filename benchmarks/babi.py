@@ -78,11 +78,10 @@ def run_one(task: int, contender: str, a: argparse.Namespace) -> None:
         edge_types=contender != "pyg", download=False,
         output_dir=str(RESULTS / "logs"),
         output_json=str(RESULTS / f"{task}_{contender}.json"))
-    factory = None
-    if contender == "pyg":
-        def factory(hidden: int, types: int) -> torch.nn.Module:
-            return PygGatedGraphConv(hidden, a.pyg_layers)
-    result = train_babi(cfg, conv_factory=factory)
+    def pyg_factory(hidden: int, types: int) -> torch.nn.Module:
+        return PygGatedGraphConv(hidden, a.pyg_layers)
+    result = train_babi(cfg, conv_factory=pyg_factory
+                        if contender == "pyg" else None)
     print(f"task {task} {contender}: {100 * result['test_acc']:.1f} % "
           f"({result['wall_s']:.0f} s)", flush=True)
 

@@ -10,7 +10,6 @@ file. Test accuracy never takes part in the choice.
 """
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from ..data.babi import BABI_FOLDS, BABI_TASKS
 from ..implicit import METHODS, SOLVERS
 from .babi_module import BabiDataModule, BabiModule
 from .base import flush_denormals
+from .report import write_report
 from .graph_run import EpochRecord, _quiet_lightning, _std
 
 #: ``conv_factory(hidden_channels, num_edge_types) -> module``: a layer to
@@ -230,12 +230,5 @@ def train_babi(cfg: BabiTrainConfig,
         "config": asdict(cfg),
         "is_global_zero": all(r["is_global_zero"] for r in runs),
     }
-    if result["is_global_zero"]:
-        if cfg.output_json:
-            path = Path(cfg.output_json)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=1, default=str))
-        if cfg.plot:
-            from .plots import plot_babi
-            plot_babi(result, cfg.plot)
+    write_report(result, cfg.output_json, cfg.plot, "plot_babi")
     return result

@@ -13,7 +13,6 @@ epoch (IGNN's).
 """
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import time
@@ -30,6 +29,7 @@ from .._checks import check_choice, check_int
 from ..implicit import METHODS, SOLVERS
 from ..models.graph_classifier import CONVS, READOUTS
 from .base import flush_denormals
+from .report import write_report
 from .graph_datamodule import GraphDataModule
 from .graph_module import GraphClassificationModule
 
@@ -250,12 +250,5 @@ def train_graph_classifier(cfg: GraphTrainConfig) -> Dict[str, Any]:
         "folds": folds, "config": asdict(cfg),
         "is_global_zero": all(f["is_global_zero"] for f in folds),
     }
-    if result["is_global_zero"]:
-        if cfg.output_json:
-            path = Path(cfg.output_json)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=1, default=str))
-        if cfg.plot:
-            from .plots import plot_folds
-            plot_folds(result, cfg.plot)
+    write_report(result, cfg.output_json, cfg.plot, "plot_folds")
     return result

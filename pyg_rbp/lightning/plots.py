@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Sequence, Tuple
 
 
 def check_plotting() -> None:
@@ -70,14 +70,14 @@ def plot_run(result: Dict[str, Any], out_dir: str) -> list:
     return [curves, residual]
 
 
-def plot_folds(result: Dict[str, Any], out_dir: str) -> list:
-    """Write ``folds.png``: per epoch, the mean over folds of the training
-    loss, validation and test accuracy, and of the steps each graph took;
-    return its path."""
+def _history_panels(hists: List[List[Dict[str, float]]], unit: str,
+                    acc_keys: Sequence[str],
+                    steps: Sequence[Tuple[str, str]], title: str,
+                    path: Path) -> Path:
+    """Three panels of per-epoch means over runs: losses, accuracies and
+    forward/backward steps; written to ``path``."""
     plt = _pyplot()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    hists = [f["history"] for f in result["folds"]]
+    path.parent.mkdir(parents=True, exist_ok=True)
     epochs = min(len(h) for h in hists)
 
     def mean(key: str) -> list:
@@ -89,65 +89,49 @@ def plot_folds(result: Dict[str, Any], out_dir: str) -> list:
     for key in ("train_loss", "val_loss"):
         ax_loss.plot(x, mean(key), label=key)
     ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("cross-entropy (mean over folds)")
+    ax_loss.set_ylabel(f"loss (mean over {unit})")
     ax_loss.legend()
-    for key in ("train_acc", "val_acc", "test_acc"):
+    for key in acc_keys:
         ax_acc.plot(x, mean(key), label=key)
     ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy (mean over folds)")
+    ax_acc.set_ylabel(f"accuracy (mean over {unit})")
     ax_acc.legend()
-    ax_steps.plot(x, mean("graph_steps"), label="per graph")
-    ax_steps.plot(x, mean("fwd_steps"), label="per mini-batch")
+    for key, label in steps:
+        ax_steps.plot(x, mean(key), label=label)
     ax_steps.set_xlabel("epoch")
-    ax_steps.set_ylabel("forward steps (training)")
+    ax_steps.set_ylabel("steps per training call")
     ax_steps.legend()
-    fig.suptitle(f"{result['dataset']}, {result['conv']} / {result['method']}"
-                 f": {100 * result['test_acc']:.1f} ± "
-                 f"{100 * result['test_acc_std']:.1f} % "
-                 f"({result['folds_run']} folds)")
+    fig.suptitle(title)
     fig.tight_layout()
-    path = out / "folds.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return [path]
+    return path
+
+
+def plot_folds(result: Dict[str, Any], out_dir: str) -> list:
+    """Write ``folds.png``: per epoch, the mean over folds of the training
+    loss, validation and test accuracy, and of the steps each graph took;
+    return its path."""
+    title = (f"{result['dataset']}, {result['conv']} / {result['method']}"
+             f": {100 * result['test_acc']:.1f} ± "
+             f"{100 * result['test_acc_std']:.1f} % "
+             f"({result['folds_run']} folds)")
+    return [_history_panels(
+        [f["history"] for f in result["folds"]], "folds",
+        ("train_acc", "val_acc", "test_acc"),
+        (("graph_steps", "forward, per graph"),
+         ("fwd_steps", "forward, per mini-batch")),
+        title, Path(out_dir) / "folds.png")]
 
 
 def plot_babi(result: Dict[str, Any], out_dir: str) -> list:
     """Write ``babi.png``: per epoch, the mean over the runs (folds and
-    question types) of the training loss, the validation and test accuracy
-    and the forward steps; return its path."""
-    plt = _pyplot()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    hists = [r["history"] for r in result["runs"]]
-    epochs = min(len(h) for h in hists)
-
-    def mean(key: str) -> list:
-        return [sum(h[e].get(key, float("nan")) for h in hists) / len(hists)
-                for e in range(epochs)]
-
-    x = list(range(1, epochs + 1))
-    fig, (ax_loss, ax_acc, ax_steps) = plt.subplots(1, 3, figsize=(14, 4))
-    for key in ("train_loss", "val_loss"):
-        ax_loss.semilogy(x, mean(key), label=key)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss (mean over runs)")
-    ax_loss.legend()
-    for key in ("train_acc", "val_acc"):
-        ax_acc.plot(x, mean(key), label=key)
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy (mean over runs)")
-    ax_acc.legend()
-    ax_steps.plot(x, mean("fwd_steps"), label="forward")
-    ax_steps.plot(x, mean("bwd_steps"), label="backward")
-    ax_steps.set_xlabel("epoch")
-    ax_steps.set_ylabel("steps per training call")
-    ax_steps.legend()
-    fig.suptitle(f"bAbI task {result['task']}, {result['method']}: "
-                 f"{100 * result['test_acc']:.1f} % "
-                 f"({len(result['runs'])} runs)")
-    fig.tight_layout()
-    path = out / "babi.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    question types) of the training and validation loss and accuracy and of
+    the forward and backward steps; return its path."""
+    title = (f"bAbI task {result['task']}, {result['method']}: "
+             f"{100 * result['test_acc']:.1f} % ({len(result['runs'])} runs)")
+    return [_history_panels(
+        [r["history"] for r in result["runs"]], "runs",
+        ("train_acc", "val_acc"),
+        (("fwd_steps", "forward"), ("bwd_steps", "backward")),
+        title, Path(out_dir) / "babi.png")]

@@ -2,7 +2,6 @@
 accuracy benchmark both call."""
 from __future__ import annotations
 
-import json
 import resource
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ from .._checks import check_choice, check_int
 from ..data import DATASETS, OGB_DATASETS, SPLITS
 from ..implicit import METHODS, SOLVERS
 from .base import flush_denormals
+from .report import write_report
 from .datamodule import LOADERS, NodeDataModule
 from .module import NodeClassificationModule
 
@@ -179,13 +179,6 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
         "config": asdict(cfg),
         "is_global_zero": trainer.is_global_zero,
     }
-    if trainer.is_global_zero:
-        if cfg.output_json:
-            path = Path(cfg.output_json)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=2, default=str))
-        if cfg.plot:
-            from .plots import plot_run
-            plot_run(result, cfg.plot)
+    write_report(result, cfg.output_json, cfg.plot, "plot_run")
     return result
 

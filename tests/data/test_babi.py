@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from pyg_rbp.data import DatasetNotFoundError, load_babi, parse_babi
 from pyg_rbp.data.babi import babi_splits
