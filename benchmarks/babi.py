@@ -12,7 +12,9 @@ and the layer's own defaults (per task only the hidden size and the edge
 types are set): ``neumann``, ``cg``, ``bptt`` (our layer, typed edges), and
 ``pyg``: PyG's ``GatedGraphConv`` (untied weights, ``--pyg-layers`` steps,
 back-propagation through them, no edge types: the row shows what typed edges
-buy). Hidden sizes and training examples per task are in ``TASKS``.
+buy). Hidden sizes and training examples per task are in ``TASKS``. The
+JSON kept per (task, contender) has the per-run records without their
+per-epoch histories (``examples/babi.py --output-json`` keeps those).
 """
 from __future__ import annotations
 
@@ -82,8 +84,18 @@ def run_one(task: int, contender: str, a: argparse.Namespace) -> None:
         return PygGatedGraphConv(hidden, a.pyg_layers)
     result = train_babi(cfg, conv_factory=pyg_factory
                         if contender == "pyg" else None)
+    compact(Path(cfg.output_json))
     print(f"task {task} {contender}: {100 * result['test_acc']:.1f} % "
           f"({result['wall_s']:.0f} s)", flush=True)
+
+
+def compact(path: Path) -> None:
+    """Drop the per-epoch histories from a result JSON (megabytes over 40
+    runs); the per-run records keep the figures the tables use."""
+    r = json.loads(path.read_text())
+    for run in r["runs"]:
+        run.pop("history", None)
+    path.write_text(json.dumps(r, indent=1))
 
 
 def table(tasks: List[int]) -> str:
