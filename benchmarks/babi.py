@@ -78,8 +78,8 @@ def run_one(task: int, contender: str, a: argparse.Namespace) -> None:
         train_examples=spec["train_examples"], max_epochs=a.epochs,
         seed=a.seed, data_root=a.data_root, accelerator="cpu",
         edge_types=contender != "pyg", download=False,
-        output_dir=str(RESULTS / "logs"),
-        output_json=str(RESULTS / f"{task}_{contender}.json"))
+        output_dir=str(Path(a.results) / "logs"),
+        output_json=str(Path(a.results) / f"{task}_{contender}.json"))
     def pyg_factory(hidden: int, types: int) -> torch.nn.Module:
         return PygGatedGraphConv(hidden, a.pyg_layers)
     result = train_babi(cfg, conv_factory=pyg_factory
@@ -98,14 +98,14 @@ def compact(path: Path) -> None:
     path.write_text(json.dumps(r, indent=1))
 
 
-def table(tasks: List[int]) -> str:
+def table(tasks: List[int], results: Path = RESULTS) -> str:
     lines = ["| task | examples | " + " | ".join(CONTENDERS) +
              " | GGNN paper |",
              "|---|---|" + "---|" * len(CONTENDERS) + "---|"]
     for task in tasks:
         cells = []
         for c in CONTENDERS:
-            path = RESULTS / f"{task}_{c}.json"
+            path = results / f"{task}_{c}.json"
             if not path.exists():
                 cells.append("")
                 continue
@@ -119,13 +119,13 @@ def table(tasks: List[int]) -> str:
     return "\n".join(lines)
 
 
-def steps_table(tasks: List[int]) -> str:
+def steps_table(tasks: List[int], results: Path = RESULTS) -> str:
     lines = ["| task | contender | forward steps / call | backward steps / "
              "call | backward residual | val acc, last epoch | wall s |",
              "|---|---|---|---|---|---|---|"]
     for task in tasks:
         for c in CONTENDERS:
-            path = RESULTS / f"{task}_{c}.json"
+            path = results / f"{task}_{c}.json"
             if not path.exists():
                 continue
             r = json.loads(path.read_text())
@@ -153,6 +153,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="GatedGraphConv's steps (GGNN used 5 on bAbI)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--results", default=str(RESULTS),
+                   help="folder of the JSON files (and Lightning logs)")
     p.add_argument("--table", action="store_true",
                    help="only print the tables of the results on disk")
     p.add_argument("--run-one", nargs=2, metavar=("TASK", "CONTENDER"),
@@ -164,20 +166,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not a.table:
         for task in a.tasks:
             for c in a.contenders:
-                if (RESULTS / f"{task}_{c}.json").exists():
+                if (Path(a.results) / f"{task}_{c}.json").exists():
                     continue
                 cmd = [sys.executable, __file__, "--run-one", str(task), c,
                        "--epochs", str(a.epochs), "--seed", str(a.seed),
                        "--pyg-layers", str(a.pyg_layers),
                        "--threads", str(a.threads),
                        "--data-root", a.data_root,
+                       "--results", a.results,
                        "--folds", *map(str, a.folds)]
                 subprocess.run(cmd, check=True, env=dict(
                     os.environ, OMP_NUM_THREADS=str(a.threads),
                     PYTHONWARNINGS="ignore"))
-    print(table(a.tasks))
+    print(table(a.tasks, Path(a.results)))
     print()
-    print(steps_table(a.tasks))
+    print(steps_table(a.tasks, Path(a.results)))
     return 0
 
 

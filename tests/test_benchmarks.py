@@ -42,3 +42,25 @@ def test_harness_smallest_form(tmp_path) -> None:
     assert by[("GatedGraphConv", "bptt")]["grad_rel_error"] is None
     assert 0 <= by[("pyg_rbp", "neumann")]["grad_rel_error"] < 1
     assert "| Cora | 4 | 2 | pyg_rbp | neumann |" in run.stdout
+
+
+def test_babi_harness_smallest_form(tmp_path) -> None:
+    """Two contenders, one fold, two epochs: each writes its compact JSON
+    and the table has their cells."""
+    data = shared_data_root()
+    if data is None or not (data / "bAbI" / "processed_1").is_dir():
+        pytest.skip("../shared/data/bAbI not found")
+    run = subprocess.run(
+        [sys.executable, "benchmarks/babi.py", "--tasks", "18",
+         "--contenders", "neumann", "pyg", "--folds", "1", "--epochs", "2",
+         "--results", str(tmp_path), "--data-root", str(data)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    for contender in ("neumann", "pyg"):
+        saved = json.loads((tmp_path / f"18_{contender}.json").read_text())
+        assert len(saved["runs"]) == 1 and "history" not in saved["runs"][0]
+        assert 0.0 <= saved["test_acc"] <= 1.0
+    row = [line for line in run.stdout.splitlines()
+           if line.startswith("| 18 | 50 |")]
+    assert len(row) == 1 and row[0].count("(1 folds)") == 2
