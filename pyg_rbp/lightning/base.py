@@ -59,7 +59,10 @@ class RBPLightningModule(pl.LightningModule):
     jacobian_weight: float = 0.0
 
     def _log(self, name: str, value: Any, batch_size: int = 1) -> None:
-        self.log(name, float(value), on_step=False, on_epoch=True,
+        # A tensor stays a tensor (on its device): float() would wait for
+        # the GPU at every logged value; Lightning reduces it at epoch end.
+        value = value.detach() if isinstance(value, Tensor) else float(value)
+        self.log(name, value, on_step=False, on_epoch=True,
                  sync_dist=True, batch_size=batch_size,
                  add_dataloader_idx=False)
 
