@@ -75,6 +75,10 @@ class NodeDataModule(pl.LightningDataModule):
         if self.data is None:
             self.data = self._load()
         trainer = self.trainer
+        if trainer is not None and self.loader == "full":
+            # Full batch: the whole graph goes to the device once, not at
+            # every step (Lightning's transfer is then a no-op).
+            self.data = self.data.to(trainer.strategy.root_device)
         world = trainer.world_size if trainer is not None else 1
         if world > 1 and self.loader == "full":
             raise ValueError(

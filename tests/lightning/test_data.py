@@ -126,3 +126,19 @@ def test_example_refuses_bad_flags(argv, message) -> None:
     assert out.returncode == 2
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@needs_data
+def test_full_batch_graph_moves_to_the_device_once(cache_dir) -> None:
+    """setup() puts the whole graph on the trainer's device, so no step
+    copies it again ('meta' stands in for a GPU here)."""
+    from types import SimpleNamespace
+
+    from pyg_rbp.lightning import NodeDataModule
+    dm = NodeDataModule("Cora", str(shared_data_root()), download=False)
+    dm.trainer = SimpleNamespace(
+        world_size=1, strategy=SimpleNamespace(root_device=torch.device(
+            "meta")))
+    dm.setup("fit")
+    assert dm.data.x.device.type == "meta"
+    assert dm.data.edge_index.device.type == "meta"
