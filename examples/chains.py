@@ -112,7 +112,11 @@ def run_seed(a: argparse.Namespace, seed: int) -> Dict[str, Any]:
                   directed=not a.undirected, feature_noise=a.noise,
                   seed=seed)
     torch.manual_seed(seed)
-    model = build_model(a, data.num_features, a.classes)
+    device = torch.device(a.device)
+    data = data.to(device)
+    model = build_model(a, data.num_features, a.classes).to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr,
                            weight_decay=a.weight_decay)
     conv = model.conv
@@ -165,6 +169,8 @@ def run_seed(a: argparse.Namespace, seed: int) -> Dict[str, Any]:
             "saved_bytes": saved,
             "peak_rss_bytes": resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_cuda_bytes": int(torch.cuda.max_memory_allocated(device))
+            if device.type == "cuda" else None,
             "mean_forward_steps": statistics.mean(fwd) if fwd else None,
             "mean_backward_steps": statistics.mean(bwd) if bwd else None,
             "final_forward_residual": history[-1].get("fwd_residual"),
@@ -206,6 +212,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--kappa", type=float, default=0.9,
                    help="IGNN's bound on ||W||_inf rho(A)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu",
+                   help="cpu or cuda (then the JSON also has each seed's "
+                        "peak_cuda_bytes, max allocated)")
     p.add_argument("--output-json", default=None, metavar="PATH")
     p.add_argument("--plot", default=None, metavar="DIR")
     a = p.parse_args(argv)

@@ -179,7 +179,10 @@ class GGNNStep:
                 .addmm_(hb, self.w_h_rz).sigmoid_()
             a = torch.addmm(self.gi_x_n[i:j], mb, self.w_m_n) \
                 .addcmul_(rz[:, :c], self._h_n(hb))
-            n = a.mul_(2).sigmoid_().mul_(2).sub_(1)  # tanh(a)
+            # tanh(a): one kernel on CUDA; on the CPU 2 sigmoid(2a) - 1 is
+            # several times faster than PyTorch's tanh
+            n = a.tanh_() if h.is_cuda else \
+                a.mul_(2).sigmoid_().mul_(2).sub_(1)
             torch.lerp(n, hb, rz[:, c:], out=out[i:j])
         return out
 
