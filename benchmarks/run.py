@@ -44,8 +44,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pyg_rbp import METHODS  # noqa: E402  (after the path insert)
+
 GRAPHS = ("Cora", "CiteSeer", "PubMed")
-RBP = ("neumann", "cg", "fixed_point", "tbptt", "bptt")
 
 
 # --------------------------------------------------------------------------
@@ -256,7 +257,8 @@ def main() -> int:
     p.add_argument("--steps", nargs="+", type=int, default=[10, 50, 100, 200])
     p.add_argument("--backward-steps", nargs="+", type=int,
                    default=[5, 20, 50])
-    p.add_argument("--methods", nargs="+", default=list(RBP), choices=RBP)
+    p.add_argument("--methods", nargs="+", default=list(METHODS),
+                   choices=METHODS)
     p.add_argument("--no-torchdeq", dest="torchdeq", action="store_false")
     p.add_argument("--no-gated-graph-conv", dest="gated_graph_conv",
                    action="store_false")

@@ -5,11 +5,14 @@ Propagate messages until node states reach a fixed point
 implicit function theorem (Neumann, CG or fixed-point RBP) instead of
 unrolling through time (Liao et al., ICML 2018).
 """
-from .implicit import METHODS, SOLVERS, ConvergenceWarning, RBPStats, rbp
+from .implicit import (BPTT, CG, METHODS, SOLVERS, TBPTT, ClosedFormMap,
+                       ConvergenceWarning, FixedPoint, GradientMethod,
+                       Neumann, RBPStats, rbp)
 from .nn import HopfieldConv, RBPGatedGraphConv
 
 __version__ = "0.1.0"
 
 __all__ = ["rbp", "RBPStats", "ConvergenceWarning", "RBPGatedGraphConv",
-           "HopfieldConv",
+           "HopfieldConv", "Neumann", "CG", "FixedPoint", "BPTT", "TBPTT",
+           "GradientMethod", "ClosedFormMap",
            "METHODS", "SOLVERS", "__version__"]

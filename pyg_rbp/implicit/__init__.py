@@ -1,8 +1,13 @@
 """The implicit-differentiation engine. It knows nothing about graphs."""
-from .adjoint import ADJOINT_METHODS
 from .forward import SOLVERS
-from .rbp import METHODS, rbp
+from .maps import ClosedFormMap
+from .methods import (BPTT, CG, IMPLICIT_METHODS, METHODS, REGISTRY, TBPTT,
+                      FixedPoint, GradientMethod, MethodLike, Neumann,
+                      resolve_method)
+from .rbp import rbp
 from .stats import ConvergenceWarning, RBPStats
 
 __all__ = ["rbp", "RBPStats", "ConvergenceWarning", "METHODS", "SOLVERS",
-           "ADJOINT_METHODS"]
+           "IMPLICIT_METHODS", "REGISTRY", "GradientMethod", "MethodLike",
+           "Neumann", "CG", "FixedPoint", "BPTT", "TBPTT", "resolve_method",
+           "ClosedFormMap"]

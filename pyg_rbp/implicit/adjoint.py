@@ -30,8 +30,6 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-ADJOINT_METHODS = ("neumann", "cg", "fixed_point")
-
 #: A residual this many times above the smallest one seen counts as divergence.
 DIVERGENCE_RATIO = 1e3
 

@@ -29,15 +29,14 @@ from torch import Tensor
 
 from .._checks import (check_batch, check_choice, check_float_tensor,
                        check_int, check_tol)
-from . import adjoint
 from .forward import SOLVERS, IterationResult, graph_residual, iterate
+from .maps import closed_form_vjp, promises_closed_form, release
+from .methods import (BPTT, TBPTT, GradientMethod, MethodLike,
+                      resolve_method)
 from .precision import full_precision, switch_tol
 from .stats import ConvergenceWarning, RBPStats
 
-METHODS = ("neumann", "cg", "fixed_point", "bptt", "tbptt")
 PENALTIES = ("spectral", "frobenius")
-#: The implicit methods: their gradient assumes a fixed point.
-IMPLICIT_METHODS = ("neumann", "cg", "fixed_point")
 #: Power iterations behind jacobian_penalty='spectral'.
 POWER_STEPS = 5
 
@@ -45,15 +44,13 @@ POWER_STEPS = 5
 class _AdjointConfig:
     """What the backward needs, kept off the autograd tensor inputs."""
 
-    def __init__(self, h_out: Tensor, h_in: Tensor, method: str, steps: int,
-                 tol: float, stats: RBPStats,
+    def __init__(self, h_out: Tensor, h_in: Tensor, method: GradientMethod,
+                 stats: RBPStats,
                  f: Optional[Callable[[Tensor], Tensor]] = None) -> None:
         self.h_out = h_out
         self.h_in = h_in
         self.f = f
         self.method = method
-        self.steps = steps
-        self.tol = tol
         self.stats = stats
 
 
@@ -72,27 +69,30 @@ class _ImplicitGrad(torch.autograd.Function):
 
         # Built here, not in the forward, so that nothing beyond the
         # recorded step is held between forward and backward.
-        vjp = _closed_form_vjp(cfg.f, h_in) or _autograd_vjp(h_out, h_in)
+        vjp = closed_form_vjp(cfg.f, h_in)
+        if vjp is None:
+            if not h_in.requires_grad:
+                raise RuntimeError(
+                    "rbp: the map's vjp_at returned None although it "
+                    "promised a closed form (has_closed_form_vjp is True or "
+                    "missing); set has_closed_form_vjp = False for calls "
+                    "without one (see pyg_rbp.implicit.ClosedFormMap)")
+            vjp = _autograd_vjp(h_out, h_in)
+
+        def jvp() -> Callable[[Tensor], Tensor]:
+            # J u by the double-vjp trick: w(v) = J^T v is linear in v, so
+            # d<w(v), u>/dv = J u. One extra graph serves all products.
+            dummy = torch.zeros_like(grad, requires_grad=True)
+            (w, ) = torch.autograd.grad(h_out, h_in, dummy,
+                                        retain_graph=True, create_graph=True)
+
+            def product(u: Tensor) -> Tensor:
+                (out, ) = torch.autograd.grad(w, dummy, u, retain_graph=True)
+                return out
+            return product
+
         with torch.enable_grad():
-            g = grad.detach()
-            if cfg.method == "neumann":
-                result = adjoint.neumann(vjp, g, cfg.steps, cfg.tol)
-            elif cfg.method == "fixed_point":
-                result = adjoint.fixed_point(vjp, g, cfg.steps, cfg.tol)
-            else:
-                # J u by the double-vjp trick: w(v) = J^T v is linear in v,
-                # so d<w(v), u>/dv = J u. One extra graph serves all products.
-                dummy = torch.zeros_like(g, requires_grad=True)
-                (w, ) = torch.autograd.grad(h_out, h_in, dummy,
-                                            retain_graph=True,
-                                            create_graph=True)
-
-                def jvp(u: Tensor) -> Tensor:
-                    (out, ) = torch.autograd.grad(w, dummy, u,
-                                                  retain_graph=True)
-                    return out
-
-                result = adjoint.cg(vjp, jvp, g, cfg.steps, cfg.tol)
+            result = cfg.method.solve(vjp, grad.detach(), jvp)
         cfg.stats.backward_steps = result.steps
         cfg.stats.backward_residual = result.residual
         cfg.stats.backward_diverged = result.diverged
@@ -100,12 +100,10 @@ class _ImplicitGrad(torch.autograd.Function):
         # protocol): autograd frees the recorded step's own tensors after
         # this backward, and these must not outlive them. A second backward
         # (retain_graph=True) recomputes what it needs.
-        release = getattr(cfg.f, "release", None)
-        if callable(release):
-            release()
+        release(cfg.f)
         if result.diverged:
             warnings.warn(
-                f"rbp: the '{cfg.method}' adjoint solve diverged (J has "
+                f"rbp: the '{cfg.method.name}' adjoint solve diverged (J has "
                 f"spectral radius >= 1 at the returned state, which is "
                 f"probably not a fixed point); its best finite estimate was "
                 f"used (see stats.backward_residual). Make F contractive or "
@@ -121,22 +119,14 @@ def _autograd_vjp(h_out: Tensor, h_in: Tensor) -> Callable[[Tensor], Tensor]:
     return vjp
 
 
-def _closed_form_vjp(f: Optional[Callable[[Tensor], Tensor]],
-                     h: Tensor) -> Optional[Callable[[Tensor], Tensor]]:
-    """``f.vjp_at(h)`` where ``f`` offers one (see :func:`rbp`)."""
-    vjp_at = getattr(f, "vjp_at", None)
-    return vjp_at(h) if callable(vjp_at) else None
-
-
-def _needs_state_grad(f: Callable[[Tensor], Tensor], method: str,
+def _needs_state_grad(f: Callable[[Tensor], Tensor], method: GradientMethod,
                       penalty: Optional[str]) -> bool:
     """Whether the recorded step must keep a gradient path to its input
     state: for vector-Jacobian products through autograd (no closed form,
     CG's double-vjp, the penalty). Without one, backward computes only the
     parameter gradients, not an unused ``dL/dh*`` of the size of the state."""
-    closed_form = getattr(f, "has_closed_form_vjp", False) and \
-        callable(getattr(f, "vjp_at", None))
-    return not closed_form or method == "cg" or penalty is not None
+    return not promises_closed_form(f) or method.uses_jvp or \
+        penalty is not None
 
 
 def _num_graphs(batch: Optional[Tensor]) -> int:
@@ -242,7 +232,7 @@ def _contraction_penalty(h_out: Tensor, h_in: Tensor,
     penalty's estimate (``spectral`` when the call computed it already)."""
     if spectral is None:
         spectral = _penalty(h_out, h_in, "spectral",
-                            _closed_form_vjp(f, h_in))
+                            closed_form_vjp(f, h_in))
     return weight * torch.relu(spectral - bound ** 2)
 
 
@@ -253,9 +243,11 @@ def _penalty_at(f: Callable[[Tensor], Tensor], h: Tensor,
     return _penalty(f(h_in), h_in, kind)
 
 
-def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
+def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
+        method: MethodLike = "neumann",
         max_iter: int = 100, tol: float = 1e-5, solver: str = "fixed_point",
-        backward_steps: int = 20, backward_tol: float = 1e-6,
+        backward_steps: Optional[int] = None,
+        backward_tol: Optional[float] = None,
         batch: Optional[Tensor] = None,
         jacobian_penalty: Optional[str] = None,
         contraction_bound: Optional[float] = None,
@@ -268,11 +260,17 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
             tensor it uses that requires grad.
         h0 (Tensor): The initial state. With ``batch``, its first dimension
             indexes nodes.
-        method (str, optional): How gradients are computed: ``'neumann'``
-            (Neumann-RBP, Algorithm 2), ``'cg'`` (CG-RBP on the normal
-            equations), ``'fixed_point'`` (original RBP, Algorithm 1, random
-            start), ``'bptt'`` (back-propagation through every step) or
-            ``'tbptt'`` (through the last ``backward_steps`` steps only).
+        method (str or GradientMethod, optional): How gradients are
+            computed: a value carrying its settings,
+            :class:`~pyg_rbp.implicit.Neumann` (Neumann-RBP, Algorithm 2),
+            :class:`~pyg_rbp.implicit.CG` (CG-RBP on the normal equations),
+            :class:`~pyg_rbp.implicit.FixedPoint` (original RBP, Algorithm
+            1, random start), :class:`~pyg_rbp.implicit.BPTT`
+            (back-propagation through every step) or
+            :class:`~pyg_rbp.implicit.TBPTT` (through the last steps only),
+            e.g. ``method=CG(steps=50)``; or its name, ``'neumann'``,
+            ``'cg'``, ``'fixed_point'``, ``'bptt'``, ``'tbptt'``, with the
+            settings from ``backward_steps`` / ``backward_tol``.
             (default: :obj:`"neumann"`)
         max_iter (int, optional): The most evaluations of :math:`F`, the
             final differentiable step included. (default: :obj:`100`)
@@ -282,13 +280,15 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
             (default: :obj:`1e-5`)
         solver (str, optional): ``'fixed_point'`` or ``'anderson'``.
             (default: :obj:`"fixed_point"`)
-        backward_steps (int, optional): The most adjoint iterations (terms
-            :math:`K` of the Neumann series, CG iterations, fixed-point
-            iterations), or the truncation of ``'tbptt'``.
-            (default: :obj:`20`)
-        backward_tol (float, optional): Stop the adjoint solve when its
-            relative residual is below this; ``0`` runs exactly
-            ``backward_steps``. (default: :obj:`1e-6`)
+        backward_steps (int, optional): With ``method`` given by name: the
+            most adjoint iterations (terms :math:`K` of the Neumann series,
+            CG iterations, fixed-point iterations), or the truncation of
+            ``'tbptt'``; must stay ``None`` with a method value.
+            (default: :obj:`None`, meaning 20)
+        backward_tol (float, optional): With ``method`` given by name: stop
+            the adjoint solve when its relative residual is below this;
+            ``0`` runs exactly ``backward_steps``.
+            (default: :obj:`None`, meaning 1e-6)
         batch (Tensor, optional): Node-to-graph vector ``[N]``; convergence
             is then judged per graph and converged graphs stop changing.
             (default: :obj:`None`)
@@ -330,12 +330,12 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
         :class:`RBPStats` (backward fields are filled in by the backward).
 
     Note:
-        If ``f`` has a method ``vjp_at(h)`` that returns a function
-        :math:`v \mapsto J(h)^\top v` (or ``None``), the adjoint solvers
-        and the penalty's power iterations use it instead of autograd
-        through the recorded step; it must compute the same product (e.g.
-        in closed form, as :class:`pyg_rbp.nn.GGNNStep` does). The
-        parameter gradient still goes through autograd.
+        If ``f`` implements :class:`~pyg_rbp.implicit.ClosedFormMap` (a
+        method ``vjp_at(h)`` returning :math:`v \mapsto J(h)^\top v`), the
+        adjoint solvers and the penalty's power iterations use it instead
+        of autograd through the recorded step; it must compute the same
+        product (e.g. in closed form, as :class:`pyg_rbp.nn.GGNNStep`
+        does). The parameter gradient still goes through autograd.
 
         For the RBP methods the result does not depend on ``h0`` (a fixed
         point forgets its start), so no gradient flows to ``h0``. Gradients
@@ -344,12 +344,14 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
     if not callable(f):
         raise TypeError(f"'f' must be callable (got {type(f).__name__})")
     check_float_tensor("h0", h0)
-    check_choice("method", method, METHODS)
+    gradient = resolve_method(method, backward_steps, backward_tol)
+    if not (gradient.implicit or isinstance(gradient, (BPTT, TBPTT))):
+        raise TypeError(f"'method' {gradient!r} is neither implicit (a "
+                        f"GradientMethod with implicit = True and a solve) "
+                        f"nor BPTT / TBPTT")
     check_choice("solver", solver, SOLVERS)
     check_int("max_iter", max_iter, 1)
     tol = check_tol("tol", tol)
-    check_int("backward_steps", backward_steps, 1)
-    backward_tol = check_tol("backward_tol", backward_tol)
     if jacobian_penalty is not None:
         check_choice("jacobian_penalty", jacobian_penalty, PENALTIES)
     if contraction_bound is not None:
@@ -373,9 +375,9 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
                              "is given (got a 0-d tensor)")
         batch = check_batch(batch, h0.size(0)).to(h0.device)
     num_graphs = _num_graphs(batch)
-    stats = RBPStats(method=method, solver=solver)
+    stats = RBPStats(method=gradient.name, solver=solver)
 
-    if method == "bptt" and torch.is_grad_enabled():
+    if isinstance(gradient, BPTT) and torch.is_grad_enabled():
         it = iterate(f, h0, max_iter, tol, solver, batch, num_graphs)
         _finish_forward(stats, it, None, [], batch, num_graphs, tol)
         stats.backward_steps = it.steps
@@ -383,8 +385,8 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
             stats.jacobian_penalty = _penalty_at(f, it.h, jacobian_penalty)
         return it.h, stats
 
-    if method == "tbptt" and torch.is_grad_enabled():
-        k = min(backward_steps, max_iter)
+    if isinstance(gradient, TBPTT) and torch.is_grad_enabled():
+        k = min(gradient.steps, max_iter)
         with torch.no_grad():
             it = iterate(f, h0, max_iter - k, tol, solver, batch, num_graphs)
         h, res, tail = _steps_after(f, it.h.detach(), k, batch, num_graphs)
@@ -402,7 +404,7 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
     guard = contraction_bound is not None and contraction_weight > 0 and \
         tol > 0 and torch.is_grad_enabled() and not bool(it.done.all())
     if torch.is_grad_enabled() and (guard or _needs_state_grad(
-            f, method, jacobian_penalty)):
+            f, gradient, jacobian_penalty)):
         h_in.requires_grad_(True)
     h_out, res, tail = _steps_after(f, h_in, 1, batch, num_graphs)
     _finish_forward(stats, it, res, tail, batch, num_graphs, tol)
@@ -410,16 +412,15 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *, method: str = "neumann",
         return h_out, stats
     if jacobian_penalty:
         stats.jacobian_penalty = _penalty(h_out, h_in, jacobian_penalty,
-                                          _closed_form_vjp(f, h_in))
+                                          closed_form_vjp(f, h_in))
     penalty = None
     if guard:
         spectral = stats.jacobian_penalty \
             if jacobian_penalty == "spectral" else None
         penalty = _contraction_penalty(h_out, h_in, f, contraction_bound,
                                        contraction_weight, spectral)
-        stats.contraction_penalty = float(penalty)
-    cfg = _AdjointConfig(h_out, h_in, method, backward_steps, backward_tol,
-                         stats, f)
+        stats.contraction_penalty = float(penalty.detach())
+    cfg = _AdjointConfig(h_out, h_in, gradient, stats, f)
     out = _ImplicitGrad.apply(h_out, cfg)
     if penalty is not None and bool(penalty > 0):
         out = _AddToLoss.apply(out, penalty)

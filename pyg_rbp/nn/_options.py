@@ -1,19 +1,46 @@
 """The solver options every implicit layer takes, checked in one place."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from .._checks import check_choice, check_int, check_tol
-from ..implicit import METHODS, SOLVERS
+from ..implicit import SOLVERS, GradientMethod, MethodLike, resolve_method
 
 
-def set_solver_options(layer: Any, method: str, tol: float, solver: str,
-                       backward_steps: int, backward_tol: float) -> None:
-    """Check the options of :func:`pyg_rbp.rbp` and store them on ``layer``
-    (``layer.method``, ``.tol``, ``.solver``, ``.backward_steps``,
-    ``.backward_tol``)."""
-    layer.method = check_choice("method", method, METHODS)
+def set_solver_options(layer: Any, method: MethodLike, tol: float,
+                       solver: str, backward_steps: Optional[int],
+                       backward_tol: Optional[float],
+                       default_steps: int = 20,
+                       default_tol: float = 1e-6) -> None:
+    """Check the options of :func:`pyg_rbp.rbp` and store them on ``layer``.
+
+    ``layer.method`` keeps what was given: a name (then ``.backward_steps``
+    and ``.backward_tol`` hold its settings, ``default_steps`` /
+    ``default_tol`` where ``None``) or a
+    :class:`~pyg_rbp.implicit.GradientMethod` value (then both are ``None``:
+    the value carries them). :func:`gradient_method` reads them back.
+    """
+    if isinstance(method, GradientMethod):
+        resolve_method(method, backward_steps, backward_tol)  # conflicts
+        layer.method = method
+        layer.backward_steps = layer.backward_tol = None
+    else:
+        resolve_method(method, backward_steps, backward_tol)  # type, range
+        layer.method = method
+        layer.backward_steps = check_int(
+            "backward_steps",
+            default_steps if backward_steps is None else backward_steps, 1)
+        layer.backward_tol = check_tol(
+            "backward_tol", default_tol if backward_tol is None
+            else backward_tol)
     layer.tol = check_tol("tol", tol)
     layer.solver = check_choice("solver", solver, SOLVERS)
-    layer.backward_steps = check_int("backward_steps", backward_steps, 1)
-    layer.backward_tol = check_tol("backward_tol", backward_tol)
+
+
+def gradient_method(layer: Any) -> GradientMethod:
+    """The layer's gradient method as a value (read at every call, so that
+    ``layer.method = 'cg'`` after construction takes effect)."""
+    if isinstance(layer.method, GradientMethod):
+        return resolve_method(layer.method)
+    return resolve_method(layer.method, layer.backward_steps,
+                          layer.backward_tol)

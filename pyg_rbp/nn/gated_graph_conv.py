@@ -13,10 +13,10 @@ from torch_geometric.utils import spmm
 
 from .._checks import (check_choice, check_finite, check_float_tensor,
                        check_int, check_tol)
-from ..implicit import RBPStats, rbp
+from ..implicit import MethodLike, RBPStats, rbp
 from ..implicit.precision import autocast_dtype
 from ..implicit.rbp import PENALTIES
-from ._options import set_solver_options
+from ._options import gradient_method, set_solver_options
 from .adjacency import (MATRIX_AGGRS, build_aggregate, check_edge_type,
                         standardise_graph)
 from .ggnn_step import GGNNStep
@@ -86,17 +86,22 @@ class RBPGatedGraphConv(MessagePassing):
             shape ``[k, C, C]``, or ``[k + 1, C, C]`` with ``normalize``,
             whose added self-loops get a weight of their own). :math:`k = 1`
             is the untyped layer (``weight`` ``[C, C]``). (default: :obj:`1`)
-        method (str, optional): Gradient method: :obj:`"neumann"`,
-            :obj:`"cg"`, :obj:`"fixed_point"`, :obj:`"bptt"` or
-            :obj:`"tbptt"`. (default: :obj:`"neumann"`)
+        method (str or GradientMethod, optional): Gradient method, as a
+            value carrying its settings (``Neumann(steps=5)``, ``CG(...)``,
+            ``FixedPoint(...)``, ``BPTT()``, ``TBPTT(steps)``, from
+            :mod:`pyg_rbp`) or by name: :obj:`"neumann"`, :obj:`"cg"`,
+            :obj:`"fixed_point"`, :obj:`"bptt"` or :obj:`"tbptt"`.
+            (default: :obj:`"neumann"`)
         tol (float, optional): Relative residual at which propagation stops;
             ``0`` runs exactly ``num_layers`` steps. (default: :obj:`1e-5`)
         solver (str, optional): Forward solver, :obj:`"fixed_point"` or
             :obj:`"anderson"`. (default: :obj:`"fixed_point"`)
-        backward_steps (int, optional): Most adjoint iterations (or the
-            truncation of ``"tbptt"``). (default: :obj:`20`)
-        backward_tol (float, optional): Relative residual at which the
-            adjoint solve stops. (default: :obj:`1e-6`)
+        backward_steps (int, optional): With ``method`` by name: most
+            adjoint iterations (or the truncation of ``"tbptt"``); leave
+            ``None`` with a method value. (default: :obj:`None`, meaning 20)
+        backward_tol (float, optional): With ``method`` by name: relative
+            residual at which the adjoint solve stops.
+            (default: :obj:`None`, meaning 1e-6)
         normalize (bool, optional): If set to :obj:`True`, aggregate with
             :math:`\mathbf{D}^{-1/2}(\mathbf{A} + \mathbf{I})\mathbf{D}^{-1/2}`
             (self-loops added), which keeps the map better conditioned on
@@ -151,9 +156,11 @@ class RBPGatedGraphConv(MessagePassing):
     def __init__(self, out_channels: int, num_layers: int = 100,
                  aggr: str = "add", bias: bool = True, *,
                  num_edge_types: int = 1,
-                 method: str = "neumann", tol: float = 1e-5,
-                 solver: str = "fixed_point", backward_steps: int = 20,
-                 backward_tol: float = 1e-6, normalize: bool = False,
+                 method: MethodLike = "neumann", tol: float = 1e-5,
+                 solver: str = "fixed_point",
+                 backward_steps: Optional[int] = None,
+                 backward_tol: Optional[float] = None,
+                 normalize: bool = False,
                  state_init: str = "contractive", identity_gain: float = 2.0,
                  jacobian_penalty: Optional[str] = None,
                  contraction_bound: Optional[float] = CONTRACTION_BOUND,
@@ -249,11 +256,9 @@ class RBPGatedGraphConv(MessagePassing):
         """Propagate to the fixed point; see the class docstring."""
         step, h0 = self.fixed_point_map(x, edge_index, edge_weight,
                                         edge_type)
-        h, self.stats = rbp(step, h0, method=self.method,
+        h, self.stats = rbp(step, h0, method=gradient_method(self),
                             max_iter=self.num_layers, tol=self.tol,
-                            solver=self.solver,
-                            backward_steps=self.backward_steps,
-                            backward_tol=self.backward_tol, batch=batch,
+                            solver=self.solver, batch=batch,
                             jacobian_penalty=self.jacobian_penalty,
                             contraction_bound=self.contraction_bound,
                             contraction_weight=self.contraction_weight)

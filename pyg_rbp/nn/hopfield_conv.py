@@ -9,8 +9,8 @@ from torch.nn import Parameter
 from torch_geometric.nn.conv import MessagePassing
 
 from .._checks import check_choice, check_float_tensor, check_int
-from ..implicit import RBPStats, rbp
-from ._options import set_solver_options
+from ..implicit import MethodLike, RBPStats, rbp
+from ._options import gradient_method, set_solver_options
 
 
 class HopfieldConv(MessagePassing):
@@ -48,9 +48,10 @@ class HopfieldConv(MessagePassing):
 
     def __init__(self, num_neurons: int, a: float = 1.0, b: float = 0.5,
                  dt: Optional[float] = None, activation: str = "sigmoid",
-                 num_steps: int = 50, *, method: str = "neumann",
+                 num_steps: int = 50, *, method: MethodLike = "neumann",
                  tol: float = 1e-5, solver: str = "fixed_point",
-                 backward_steps: int = 20, backward_tol: float = 1e-6,
+                 backward_steps: Optional[int] = None,
+                 backward_tol: Optional[float] = None,
                  **kwargs: Any) -> None:
         super().__init__(aggr="add", **kwargs)
         self.num_neurons = check_int("num_neurons", num_neurons, 2)
@@ -138,11 +139,9 @@ class HopfieldConv(MessagePassing):
                 edge_index: Optional[Tensor] = None) -> Tensor:
         """Run to the fixed point; returns the state ``[N, B]``."""
         step, h0 = self.fixed_point_map(inputs, clamp_mask, edge_index)
-        h, self.stats = rbp(step, h0, method=self.method,
+        h, self.stats = rbp(step, h0, method=gradient_method(self),
                             max_iter=self.num_steps, tol=self.tol,
-                            solver=self.solver,
-                            backward_steps=self.backward_steps,
-                            backward_tol=self.backward_tol)
+                            solver=self.solver)
         return h
 
     def _propagate(self, edge_index: Tensor, s: Tensor,

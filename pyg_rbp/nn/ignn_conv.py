@@ -28,8 +28,8 @@ from torch.nn import Parameter
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from .._checks import check_float_tensor, check_int
-from ..implicit import RBPStats, rbp
-from ._options import set_solver_options
+from ..implicit import MethodLike, RBPStats, rbp
+from ._options import gradient_method, set_solver_options
 from .adjacency import SparseMatrix, standardise_graph
 
 
@@ -81,17 +81,20 @@ class IGNNConv(torch.nn.Module):
         num_layers (int, optional): The most forward iterations.
             (default: :obj:`300`)
         tol (float, optional): Forward tolerance. (default: :obj:`1e-6`)
-        method (str, optional): Gradient method of :func:`pyg_rbp.rbp`.
-            (default: :obj:`"neumann"`)
-        backward_steps (int, optional): (default: :obj:`300`)
-        backward_tol (float, optional): (default: :obj:`1e-8`)
+        method (str or GradientMethod, optional): Gradient method of
+            :func:`pyg_rbp.rbp`, by name or as a value such as
+            ``Neumann(steps=300, tol=1e-8)``. (default: :obj:`"neumann"`)
+        backward_steps (int, optional): With ``method`` by name.
+            (default: :obj:`None`, meaning 300)
+        backward_tol (float, optional): With ``method`` by name.
+            (default: :obj:`None`, meaning 1e-8)
     """
 
     def __init__(self, in_channels: int, out_channels: int,
                  kappa: float = 0.9, num_layers: int = 300,
-                 tol: float = 1e-6, method: str = "neumann",
-                 backward_steps: int = 300,
-                 backward_tol: float = 1e-8) -> None:
+                 tol: float = 1e-6, method: MethodLike = "neumann",
+                 backward_steps: Optional[int] = None,
+                 backward_tol: Optional[float] = None) -> None:
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, 1)
         self.out_channels = check_int("out_channels", out_channels, 1)
@@ -100,7 +103,8 @@ class IGNNConv(torch.nn.Module):
         self.kappa = float(kappa)
         self.num_layers = check_int("num_layers", num_layers, 1)
         set_solver_options(self, method, tol, "fixed_point", backward_steps,
-                           backward_tol)
+                           backward_tol, default_steps=300,
+                           default_tol=1e-8)
         self.weight = Parameter(torch.empty(out_channels, out_channels))
         self.input_weight = Parameter(torch.empty(out_channels, in_channels))
         self.bias = Parameter(torch.empty(out_channels))
@@ -140,10 +144,8 @@ class IGNNConv(torch.nn.Module):
             return torch.relu(adj(h @ weight_t) + injected)
 
         h0 = x.new_zeros(x.size(0), self.out_channels)
-        h, self.stats = rbp(f, h0, method=self.method,
-                            max_iter=self.num_layers, tol=self.tol,
-                            backward_steps=self.backward_steps,
-                            backward_tol=self.backward_tol)
+        h, self.stats = rbp(f, h0, method=gradient_method(self),
+                            max_iter=self.num_layers, tol=self.tol)
         return h
 
     @torch.no_grad()
