@@ -21,44 +21,18 @@ into ``~/.cache/pyg_rbp``.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import List, Optional
 
-from pyg_rbp import METHODS
-from pyg_rbp.data.babi import BABI_FOLDS, BABI_TASKS
 from pyg_rbp.lightning import BabiTrainConfig, train_babi
-from pyg_rbp.lightning.cli import (add_common_arguments, common_options,
-                                  print_rows, run_example)
-
-
-def parse_args(argv: Optional[List[str]] = None) -> BabiTrainConfig:
-    d = BabiTrainConfig()
-    p = argparse.ArgumentParser(
-        description="GGNN + RBP on GGNN's symbolic bAbI tasks (Lightning).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", type=int, default=d.task, choices=BABI_TASKS)
-    add_common_arguments(p, d, METHODS)
-    p.add_argument("--folds", type=int, nargs="+", default=list(d.folds),
-                   choices=BABI_FOLDS, metavar="F",
-                   help="folds to run (1..10)")
-    p.add_argument("--question-types", type=int, nargs="+", default=None,
-                   help="question types to run (default: all)")
-    p.add_argument("--train-examples", type=int, default=d.train_examples)
-    p.add_argument("--val-examples", type=int, default=d.val_examples)
-    p.add_argument("--backward-tol", type=float, default=d.backward_tol)
-    p.add_argument("--no-edge-types", action="store_true",
-                   help="ignore edge types and directions' types")
-    a = p.parse_args(argv)
-    return BabiTrainConfig(
-        task=a.task, folds=a.folds, question_types=a.question_types,
-        train_examples=a.train_examples, val_examples=a.val_examples,
-        backward_tol=a.backward_tol, edge_types=not a.no_edge_types,
-        **common_options(a))
+from pyg_rbp.lightning.cli import print_rows, run_example
 
 
 def _fmt(value: Optional[float], digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+DESCRIPTION = "GGNN + RBP on GGNN's symbolic bAbI tasks (Lightning)."
 
 
 def print_table(r: dict) -> None:
@@ -84,7 +58,8 @@ def print_table(r: dict) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return run_example(parse_args, train_babi, print_table, argv)
+    return run_example(BabiTrainConfig, train_babi, print_table, argv,
+                       DESCRIPTION)
 
 
 if __name__ == "__main__":

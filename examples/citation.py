@@ -20,41 +20,14 @@ into ``~/.cache/pyg_rbp``.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import List, Optional
 
-from pyg_rbp import METHODS
-from pyg_rbp.data import DATASETS, SPLITS
-from pyg_rbp.lightning import LOADERS, TrainConfig, train_node_classifier
-from pyg_rbp.lightning.cli import (add_common_arguments, common_options,
-                                  print_rows, run_example)
+from pyg_rbp.lightning import TrainConfig, train_node_classifier
+from pyg_rbp.lightning.cli import print_rows, run_example
 
 
-def parse_args(argv: Optional[List[str]] = None) -> TrainConfig:
-    d = TrainConfig()
-    p = argparse.ArgumentParser(
-        description="GGNN + RBP node classification (Lightning).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
-    add_common_arguments(p, d, METHODS)
-    p.add_argument("--split", default=d.split, choices=SPLITS,
-                   help="public split, or the paper's random 1/49/50 split")
-    p.add_argument("--loader", default=d.loader, choices=LOADERS)
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help="seed nodes per batch with --loader neighbor")
-    p.add_argument("--resume", default=None, metavar="CKPT",
-                   help="continue training from this checkpoint")
-    p.add_argument("--dropout", type=float, default=d.dropout)
-    p.add_argument("--input-dropout", type=float, default=d.input_dropout)
-    p.add_argument("--out-propagation", type=int, default=d.out_propagation,
-                   help="smoothing steps on the logits (0: none)")
-    a = p.parse_args(argv)
-    return TrainConfig(
-        dataset=a.dataset, split=a.split, loader=a.loader,
-        batch_size=a.batch_size, resume=a.resume, dropout=a.dropout,
-        input_dropout=a.input_dropout, out_propagation=a.out_propagation,
-        **common_options(a))
+DESCRIPTION = "GGNN + RBP node classification (Lightning)."
 
 
 def print_table(r: dict) -> None:
@@ -74,7 +47,8 @@ def print_table(r: dict) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return run_example(parse_args, train_node_classifier, print_table, argv)
+    return run_example(TrainConfig, train_node_classifier, print_table, argv,
+                       DESCRIPTION)
 
 
 if __name__ == "__main__":

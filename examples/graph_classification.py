@@ -22,49 +22,14 @@ Data: ``--data-root DIR`` (or ``$PYG_RBP_DATA_ROOT``) holding
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import List, Optional
 
-from pyg_rbp import METHODS
-from pyg_rbp.data import TU_DATASETS
 from pyg_rbp.lightning import GraphTrainConfig, train_graph_classifier
-from pyg_rbp.lightning.cli import (add_common_arguments, common_options,
-                                  print_rows, run_example)
-from pyg_rbp.models.graph_classifier import CONVS, READOUTS
+from pyg_rbp.lightning.cli import print_rows, run_example
 
 
-def parse_args(argv: Optional[List[str]] = None) -> GraphTrainConfig:
-    d = GraphTrainConfig()
-    p = argparse.ArgumentParser(
-        description="GGNN + RBP graph classification (Lightning, k-fold).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", default=d.dataset, choices=TU_DATASETS)
-    add_common_arguments(p, d, METHODS)
-    p.add_argument("--folds", type=int, default=d.folds)
-    p.add_argument("--fold", type=int, nargs="+", default=None,
-                   help="run only these folds (default: all)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help="graphs per mini-batch")
-    p.add_argument("--conv", default=d.conv, choices=CONVS,
-                   help="rbp: our layer; pyg: PyG's GatedGraphConv "
-                        "(BPTT, untied, no edge types)")
-    p.add_argument("--readout", default=d.readout, choices=READOUTS)
-    p.add_argument("--dropout", type=float, default=d.dropout)
-    p.add_argument("--no-edge-types", action="store_true",
-                   help="ignore the dataset's edge labels")
-    p.add_argument("--batch-wide-stopping", action="store_true",
-                   help="stop when the whole mini-batch has converged, not "
-                        "each graph on its own")
-    p.add_argument("--normalize", action="store_true",
-                   help="symmetric normalisation with self-loops")
-    a = p.parse_args(argv)
-    return GraphTrainConfig(
-        dataset=a.dataset, folds=a.folds, fold=a.fold,
-        batch_size=a.batch_size, conv=a.conv, readout=a.readout,
-        dropout=a.dropout, edge_types=not a.no_edge_types,
-        per_graph_stopping=not a.batch_wide_stopping,
-        normalize=a.normalize, **common_options(a))
+DESCRIPTION = "GGNN + RBP graph classification (Lightning, k-fold)."
 
 
 def print_table(r: dict) -> None:
@@ -90,7 +55,8 @@ def print_table(r: dict) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return run_example(parse_args, train_graph_classifier, print_table, argv)
+    return run_example(GraphTrainConfig, train_graph_classifier, print_table, argv,
+                       DESCRIPTION)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,16 @@ from .graph_datamodule import GraphDataModule
 from .graph_module import GraphClassificationModule
 from .graph_run import (GraphTrainConfig, select_epoch,
                         train_graph_classifier)
+from .config import RunConfig
 from .module import NodeClassificationModule
-from .run import History, TrainConfig, train_node_classifier
+from .run import TrainConfig, train_node_classifier
+from .trainer import EpochHistory, make_trainer
 
-__all__ = ["NodeClassificationModule", "NodeDataModule", "TrainConfig",
+#: The earlier name of :class:`EpochHistory` (node classification's).
+History = EpochHistory
+
+__all__ = ["RunConfig", "make_trainer", "EpochHistory",
+           "NodeClassificationModule", "NodeDataModule", "TrainConfig",
            "History", "train_node_classifier", "LOADERS",
            "GraphClassificationModule", "GraphDataModule", "GraphTrainConfig",
            "train_graph_classifier", "select_epoch", "BabiDataModule",

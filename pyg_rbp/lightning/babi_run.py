@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import CSVLogger
 
-from .._checks import check_choice, check_int
+from .._checks import check_int
 from ..data.babi import BABI_FOLDS, BABI_TASKS
-from ..implicit import METHODS, SOLVERS
 from .babi_module import BabiDataModule, BabiModule
 from .base import flush_denormals
-from .report import write_report
-from .graph_run import EpochRecord, _quiet_lightning, _std
+from .config import RunConfig, opt
+from .report import pstd, write_report
+from .trainer import EpochHistory, make_trainer, mean_of, quiet_lightning
 
 #: ``conv_factory(hidden_channels, num_edge_types) -> module``: a layer to
 #: train in place of RBPGatedGraphConv (the benchmark's PyG baseline).
@@ -34,8 +33,9 @@ ConvFactory = Callable[[int, int], torch.nn.Module]
 
 
 @dataclass
-class BabiTrainConfig:
-    """Every option of a bAbI run; the example's flags map one to one.
+class BabiTrainConfig(RunConfig):
+    """Every option of a bAbI run (the shared ones in :class:`RunConfig`);
+    every field is a flag of ``examples/babi.py``.
 
     ``num_layers``, ``backward_steps``, ``tol``, ``solver`` and
     ``backward_tol`` left at ``None`` take the layer's own defaults (the
@@ -43,69 +43,37 @@ class BabiTrainConfig:
     are set).
     """
 
-    task: int = 4
-    method: str = "neumann"
-    folds: Sequence[int] = (1,)
-    question_types: Optional[Sequence[int]] = None
-    train_examples: int = 50
-    val_examples: int = 50
-    hidden: int = 16
-    num_layers: Optional[int] = None
-    backward_steps: Optional[int] = None
-    tol: Optional[float] = None
-    solver: Optional[str] = None
-    backward_tol: Optional[float] = None
-    edge_types: bool = True
-    max_epochs: int = 300
-    seed: int = 0
-    lr: float = 0.01
-    weight_decay: float = 0.0
-    jacobian_weight: float = 0.0
-    accelerator: str = "auto"
-    devices: int = 1
-    strategy: str = "auto"
-    precision: Optional[str] = None
-    data_root: Optional[str] = None
-    plot: Optional[str] = None
-    output_json: Optional[str] = None
-    output_dir: str = "outputs"
-    progress_bar: bool = False
-    download: bool = True
+    num_layers: Optional[int] = opt(None)
+    backward_steps: Optional[int] = opt(None)
+    tol: Optional[float] = opt(None)
+    solver: Optional[str] = opt(None)
+    backward_tol: Optional[float] = opt(None)
+    hidden: int = opt(16)
+    max_epochs: int = opt(300)
+    weight_decay: float = opt(0.0)
+    jacobian_weight: float = opt(0.0)
+    progress_bar: bool = opt(False)
+    task: int = opt(4, choices=BABI_TASKS, help="the bAbI task")
+    folds: Sequence[int] = opt(factory=lambda: [1], choices=BABI_FOLDS,
+                               metavar="F", help="folds to run (1..10)")
+    question_types: Optional[Sequence[int]] = opt(
+        None, help="question types to run (default: all)")
+    train_examples: int = opt(50, help="training questions per type")
+    val_examples: int = opt(50, help="validation questions per type (the "
+                                     "next ones of the training file)")
+    edge_types: bool = opt(True, help="one weight per edge type and "
+                                      "direction (--no-edge-types: ignore "
+                                      "them)")
 
     def check(self) -> None:
         """Refuse bad or incompatible options before anything starts."""
-        if self.task not in BABI_TASKS:
-            raise ValueError(f"--task must be one of {BABI_TASKS} "
-                             f"(got {self.task})")
-        check_choice("method", self.method, METHODS)
-        if self.solver is not None:
-            check_choice("solver", self.solver, SOLVERS)
+        super().check()
         if not self.folds:
             raise ValueError("--folds needs at least one fold (1..10)")
-        for f in self.folds:
-            check_int("fold", f, 1)
-            if f not in BABI_FOLDS:
-                raise ValueError(f"--folds: {f} is not a fold (1..10)")
-        for name in ("hidden", "max_epochs", "train_examples",
-                     "val_examples", "devices"):
+        for name in ("train_examples", "val_examples"):
             check_int(name, getattr(self, name), 1)
-        for name in ("num_layers", "backward_steps"):
-            if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), 1)
         for q in self.question_types or ():
             check_int("question_types", q, 1)
-        if self.plot:
-            from .plots import check_plotting
-            check_plotting()
-
-    def layer_options(self) -> Dict[str, Any]:
-        """The options set for the layer (the rest keep its defaults)."""
-        out: Dict[str, Any] = {"method": self.method}
-        for name in ("num_layers", "backward_steps", "tol", "solver",
-                     "backward_tol"):
-            if getattr(self, name) is not None:
-                out[name] = getattr(self, name)
-        return out
 
 
 def _train_one(cfg: BabiTrainConfig, fold: int, question_type: int,
@@ -129,16 +97,10 @@ def _train_one(cfg: BabiTrainConfig, fold: int, question_type: int,
                             weight_decay=cfg.weight_decay,
                             jacobian_weight=cfg.jacobian_weight,
                             **cfg.layer_options())
-    record = EpochRecord()
+    record = EpochHistory()
     run_dir = Path(cfg.output_dir) / f"babi{cfg.task}-{cfg.method}-s{cfg.seed}"
-    trainer = pl.Trainer(
-        max_epochs=cfg.max_epochs, accelerator=cfg.accelerator,
-        devices=cfg.devices, strategy=cfg.strategy, precision=cfg.precision,
-        callbacks=[record],
-        logger=CSVLogger(str(run_dir), name=f"fold{fold}-q{question_type}"),
-        enable_checkpointing=False, log_every_n_steps=1,
-        enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
-        num_sanity_val_steps=0, default_root_dir=str(run_dir))
+    trainer = make_trainer(cfg, run_dir, f"fold{fold}-q{question_type}",
+                           [record])
     start = time.perf_counter()
     trainer.fit(module, dm)
     wall = time.perf_counter() - start
@@ -146,10 +108,6 @@ def _train_one(cfg: BabiTrainConfig, fold: int, question_type: int,
     last_val = epochs[-1]["val_acc"]
     module.load_best()
     tested = trainer.test(module, dm, verbose=False)[0]
-
-    def mean_of(key: str) -> Optional[float]:
-        values = [e[key] for e in epochs if key in e]
-        return statistics.mean(values) if values else None
 
     return {
         "fold": fold, "question_type": question_type,
@@ -159,10 +117,10 @@ def _train_one(cfg: BabiTrainConfig, fold: int, question_type: int,
         "train_examples": len(dm.train), "val_examples": len(dm.val),
         "test_examples": len(dm.test), "edge_types": types,
         "wall_s": wall,
-        "forward_steps": mean_of("fwd_steps"),
-        "forward_residual": mean_of("fwd_residual"),
-        "backward_steps": mean_of("bwd_steps"),
-        "backward_residual": mean_of("bwd_residual"),
+        "forward_steps": mean_of(epochs, "fwd_steps"),
+        "forward_residual": mean_of(epochs, "fwd_residual"),
+        "backward_steps": mean_of(epochs, "bwd_steps"),
+        "backward_residual": mean_of(epochs, "bwd_residual"),
         "history": epochs, "is_global_zero": trainer.is_global_zero,
     }
 
@@ -197,7 +155,7 @@ def train_babi(cfg: BabiTrainConfig,
             qtypes = BabiDataModule.question_types_of(
                 cfg.task, fold, cfg.data_root, cfg.download)
         for q in qtypes:
-            with _quiet_lightning(not first):
+            with quiet_lightning(not first):
                 runs.append(_train_one(cfg, fold, q, conv_factory))
             first = False
     per_fold = []
@@ -209,10 +167,6 @@ def train_babi(cfg: BabiTrainConfig,
                          "question_types": [r["question_type"]
                                             for r in mine]})
 
-    def mean_of(key: str) -> Optional[float]:
-        values = [r[key] for r in runs if r.get(key) is not None]
-        return statistics.mean(values) if values else None
-
     result: Dict[str, Any] = {
         "task": cfg.task, "method": cfg.method,
         "conv": "custom" if conv_factory is not None else "rbp",
@@ -220,14 +174,14 @@ def train_babi(cfg: BabiTrainConfig,
                     "the best validation accuracy (ties: lower validation "
                     "loss, earlier epoch); test never used for selection",
         "test_acc": statistics.mean(r["test_acc"] for r in runs),
-        "test_acc_std": _std([f["test_acc"] for f in per_fold]),
+        "test_acc_std": pstd([f["test_acc"] for f in per_fold]),
         "final_val_acc": statistics.mean(r["final_val_acc"] for r in runs),
         "folds": per_fold, "runs": runs,
-        "forward_steps": mean_of("forward_steps"),
-        "backward_steps": mean_of("backward_steps"),
-        "backward_residual": mean_of("backward_residual"),
+        "forward_steps": mean_of(runs, "forward_steps"),
+        "backward_steps": mean_of(runs, "backward_steps"),
+        "backward_residual": mean_of(runs, "backward_residual"),
         "wall_s": time.perf_counter() - start,
-        "config": asdict(cfg),
+        "config": cfg.to_dict(),
         "is_global_zero": all(r["is_global_zero"] for r in runs),
     }
     write_report(result, cfg.output_json, cfg.plot, "plot_babi")

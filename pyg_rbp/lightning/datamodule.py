@@ -1,12 +1,12 @@
 """LightningDataModule for one node-classification graph (Planetoid, OGB)."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
-from torch_geometric.data import Data
+from torch_geometric.data import Data, Dataset
 
 from .._checks import check_choice, check_int
 from ..data import DATASETS, SPLITS, load_node_dataset
@@ -34,7 +34,13 @@ class NodeDataModule(pl.LightningDataModule):
     Validation and test always run on the whole graph.
 
     Args:
-        dataset (str): One of :data:`pyg_rbp.data.DATASETS`.
+        dataset (str, Data or Dataset): One of :data:`pyg_rbp.data.DATASETS`
+            (loaded from ``data_root``, with ``split``), or a graph the user
+            already has, as PyG's ``LightningNodeData`` takes it: a
+            :class:`~torch_geometric.data.Data` with ``x``, ``edge_index``,
+            ``y`` and boolean ``train_mask`` / ``val_mask`` / ``test_mask``,
+            or a one-graph :class:`~torch_geometric.data.Dataset` (its
+            ``num_classes`` is used); ``split`` is then ignored.
         data_root (str, optional): Data root (see :mod:`pyg_rbp.data.root`).
         split (str, optional): ``'public'`` or ``'paper'`` (1%/49%/50%).
         seed (int, optional): Seed of the ``'paper'`` split and of the
@@ -46,12 +52,20 @@ class NodeDataModule(pl.LightningDataModule):
         download (bool, optional): Let PyG/OGB download missing files.
     """
 
-    def __init__(self, dataset: str = "Cora", data_root: Optional[str] = None,
+    def __init__(self, dataset: Union[str, Data, Dataset] = "Cora",
+                 data_root: Optional[str] = None,
                  split: str = "public", seed: int = 0, loader: str = "full",
                  num_neighbors: Sequence[int] = (10, 10),
                  batch_size: int = 512, download: bool = True) -> None:
         super().__init__()
-        self.dataset = check_choice("dataset", dataset, DATASETS)
+        self._given: Optional[Data] = None
+        self._given_classes: Optional[int] = None
+        if isinstance(dataset, (Data, Dataset)):
+            self._given, self._given_classes = _check_node_graph(dataset)
+            dataset = "custom"
+        else:
+            check_choice("dataset", dataset, DATASETS)
+        self.dataset = dataset
         self.split = check_choice("split", split, SPLITS)
         self.loader = check_choice("loader", loader, LOADERS)
         self.batch_size = check_int("batch_size", batch_size, 1)
@@ -63,6 +77,8 @@ class NodeDataModule(pl.LightningDataModule):
         self.data: Optional[Data] = None
 
     def _load(self) -> Data:
+        if self._given is not None:
+            return self._given
         return load_node_dataset(self.dataset, self.data_root, self.split,
                                  self.seed, download=self.download)
 
@@ -102,6 +118,8 @@ class NodeDataModule(pl.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
+        if self._given_classes is not None:
+            return self._given_classes
         if self.data is None:
             self.data = self._load()
         return int(self.data.num_classes)
@@ -135,3 +153,38 @@ class NodeDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._whole_graph()
+
+
+def _check_node_graph(dataset: Union[Data, Dataset]) -> "tuple[Data, int]":
+    """The graph of a user's ``Data`` / one-graph ``Dataset``, checked, and
+    its number of classes."""
+    classes: Optional[int] = None
+    if isinstance(dataset, Dataset):
+        if len(dataset) != 1:
+            raise ValueError(f"NodeDataModule takes a Dataset of one graph "
+                             f"(got {len(dataset)} graphs); pass the graph "
+                             f"as a Data")
+        classes = int(dataset.num_classes)
+        dataset = dataset[0]
+    data = dataset
+    missing = [k for k in ("x", "edge_index", "y", "train_mask", "val_mask",
+                           "test_mask") if getattr(data, k, None) is None]
+    if missing:
+        raise ValueError(f"NodeDataModule: the graph needs x, edge_index, y "
+                         f"and boolean train/val/test masks (missing: "
+                         f"{', '.join(missing)})")
+    n = data.num_nodes
+    for k in ("train_mask", "val_mask", "test_mask"):
+        mask = data[k]
+        if mask.dtype != torch.bool or tuple(mask.shape) != (n, ):
+            raise ValueError(f"NodeDataModule: '{k}' must be a bool tensor "
+                             f"[{n}] (got {mask.dtype} "
+                             f"{list(mask.shape)})")
+    if data.y.dim() != 1 or data.y.numel() != n or \
+            data.y.is_floating_point():
+        raise ValueError(f"NodeDataModule: 'y' must be integer class labels "
+                         f"[{n}] (got {data.y.dtype} {list(data.y.shape)})")
+    if classes is None:
+        classes = int(getattr(data, "num_classes", 0) or 0) or \
+            int(data.y.max()) + 1
+    return data, classes

@@ -1,11 +1,11 @@
 """LightningDataModule for one cross-validation fold of a TU dataset."""
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import pytorch_lightning as pl
 from torch import Tensor
-from torch_geometric.datasets import TUDataset
+from torch_geometric.data import Dataset
 from torch_geometric.loader import DataLoader
 
 from .._checks import check_int
@@ -24,8 +24,12 @@ class GraphDataModule(pl.LightningDataModule):
     distributed sampler splits every loader between the ranks.
 
     Args:
-        dataset (str): A TU dataset name (see
-            :data:`pyg_rbp.data.TU_DATASETS`).
+        dataset (str or Dataset): A TU dataset name (see
+            :data:`pyg_rbp.data.TU_DATASETS`), loaded from ``data_root``,
+            or a PyG :class:`~torch_geometric.data.Dataset` of graphs the
+            user already has (as PyG's ``LightningDataset`` takes it), each
+            with ``x``, ``edge_index``, a graph label ``y`` and optionally
+            ``edge_type``.
         data_root (str, optional): The data root (``TUDataset/<NAME>/raw``
             below it; see :mod:`pyg_rbp.data.root`).
         fold (int, optional): Which fold is the test part. (default: ``0``)
@@ -37,11 +41,18 @@ class GraphDataModule(pl.LightningDataModule):
         download (bool, optional): Let PyG download missing files.
     """
 
-    def __init__(self, dataset: str = "MUTAG", data_root: Optional[str] = None,
+    def __init__(self, dataset: Union[str, Dataset] = "MUTAG",
+                 data_root: Optional[str] = None,
                  fold: int = 0, folds: int = 10, seed: int = 0,
                  batch_size: int = 32, val_fraction: float = 0.1,
                  download: bool = True) -> None:
         super().__init__()
+        given = dataset if isinstance(dataset, Dataset) else None
+        if given is not None:
+            if len(given) < folds:
+                raise ValueError(f"GraphDataModule: {folds} folds need at "
+                                 f"least {folds} graphs (got {len(given)})")
+            dataset = type(given).__name__
         self.dataset_name = dataset
         self.data_root = data_root
         self.fold = check_int("fold", fold, 0)
@@ -52,10 +63,10 @@ class GraphDataModule(pl.LightningDataModule):
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.val_fraction = val_fraction
         self.download = download
-        self.dataset: Optional[TUDataset] = None
+        self.dataset: Optional[Dataset] = given
         self.split: Optional[List[Tensor]] = None
 
-    def _load(self) -> TUDataset:
+    def _load(self) -> Dataset:
         if self.dataset is None:
             self.dataset = load_tu_dataset(self.dataset_name, self.data_root,
                                            download=self.download)
@@ -63,6 +74,8 @@ class GraphDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         # One process only: processes (and downloads) the files once.
+        if self.dataset is not None:
+            return
         load_tu_dataset(self.dataset_name, self.data_root,
                         download=self.download)
 
@@ -82,7 +95,16 @@ class GraphDataModule(pl.LightningDataModule):
 
     @property
     def num_edge_types(self) -> int:
-        return int(self._load().num_edge_types)
+        """The dataset's ``num_edge_types``, else one more than the largest
+        ``edge_type`` of its graphs (1 without edge types)."""
+        dataset = self._load()
+        known = getattr(dataset, "num_edge_types", None)
+        if known is not None:
+            return int(known)
+        types = [int(g.edge_type.max()) for g in dataset
+                 if getattr(g, "edge_type", None) is not None
+                 and g.edge_type.numel() > 0]
+        return max(types) + 1 if types else 1
 
     def _loader(self, part: int, shuffle: bool) -> DataLoader:
         if self.split is None:

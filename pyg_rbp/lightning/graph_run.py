@@ -13,107 +13,75 @@ epoch (IGNN's).
 """
 from __future__ import annotations
 
-import logging
 import statistics
 import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.loggers import CSVLogger
 
-from .._checks import check_choice, check_int
-from ..implicit import METHODS, SOLVERS
+from .._checks import check_int
+from ..data import TU_DATASETS
 from ..models.graph_classifier import CONVS, READOUTS
 from .base import flush_denormals
-from .report import write_report
+from .config import RunConfig, opt
 from .graph_datamodule import GraphDataModule
 from .graph_module import GraphClassificationModule
+from .report import pstd, write_report
+from .trainer import EpochHistory, make_trainer, quiet_lightning
 
 
 @dataclass
-class GraphTrainConfig:
-    """Every option of a cross-validated run; the example's flags map one
-    to one."""
+class GraphTrainConfig(RunConfig):
+    """Every option of a cross-validated run (the shared ones in
+    :class:`RunConfig`); every field is a flag of
+    ``examples/graph_classification.py``."""
 
-    dataset: str = "MUTAG"
-    method: str = "neumann"
-    conv: str = "rbp"
-    num_layers: int = 30
-    backward_steps: int = 10
-    hidden: int = 64
-    max_epochs: int = 100
-    folds: int = 10
-    fold: Optional[Sequence[int]] = None
-    seed: int = 0
-    batch_size: int = 32
-    readout: str = "gated"
-    edge_types: bool = True
-    per_graph_stopping: bool = True
-    normalize: bool = False
-    lr: float = 0.005
-    weight_decay: float = 5e-4
-    dropout: float = 0.0
-    jacobian_weight: float = 1.0
-    tol: float = 1e-5
-    solver: str = "fixed_point"
-    backward_tol: float = 1e-6
-    val_fraction: float = 0.1
-    accelerator: str = "auto"
-    devices: int = 1
-    strategy: str = "auto"
-    precision: Optional[str] = None
-    data_root: Optional[str] = None
-    plot: Optional[str] = None
-    output_json: Optional[str] = None
-    output_dir: str = "outputs"
-    progress_bar: bool = False
-    download: bool = True
+    max_epochs: int = opt(100)
+    lr: float = opt(0.005)
+    progress_bar: bool = opt(False)
+    dataset: str = opt("MUTAG", choices=TU_DATASETS, help="the TU dataset")
+    conv: str = opt("rbp", choices=CONVS,
+                    help="rbp: our layer; pyg: PyG's GatedGraphConv (BPTT, "
+                         "untied, no edge types)")
+    folds: int = opt(10, help="k of the stratified k-fold")
+    fold: Optional[Sequence[int]] = opt(
+        None, help="run only these folds (default: all)")
+    batch_size: int = opt(32, help="graphs per mini-batch")
+    readout: str = opt("gated", choices=READOUTS, help="graph readout")
+    edge_types: bool = opt(True, help="one weight per edge label "
+                                      "(--no-edge-types: ignore them)")
+    per_graph_stopping: bool = opt(
+        True, negative="--batch-wide-stopping",
+        help="each graph of a batch stops when it has converged "
+             "(--batch-wide-stopping: when the whole batch has)")
+    normalize: bool = opt(False, help="symmetric normalisation with "
+                                      "self-loops")
+    dropout: float = opt(0.0, help="dropout in the MLP head")
+    val_fraction: float = opt(0.1, help="share of all graphs, from each "
+                                        "fold's training side, used for "
+                                        "validation")
 
     def check(self) -> None:
         """Refuse bad or incompatible options before anything starts."""
-        check_choice("method", self.method, METHODS)
-        check_choice("conv", self.conv, CONVS)
-        check_choice("readout", self.readout, READOUTS)
-        check_choice("solver", self.solver, SOLVERS)
-        for name in ("num_layers", "backward_steps", "hidden", "max_epochs",
-                     "batch_size", "devices"):
-            check_int(name, getattr(self, name), 1)
+        super().check()
+        check_int("batch_size", self.batch_size, 1)
         check_int("folds", self.folds, 2)
         for f in self.fold or ():
             check_int("fold", f, 0)
             if f >= self.folds:
                 raise ValueError(f"--fold {f} is not in [0, {self.folds})")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"'val_fraction' must be in (0, 1) (got "
+                             f"{self.val_fraction})")
         if self.conv == "pyg" and self.method != "bptt":
             raise ValueError(f"--conv pyg (PyG's GatedGraphConv) trains by "
                              f"BPTT only; drop --method {self.method} or use "
                              f"--method bptt")
-        if self.plot:
-            from .plots import check_plotting
-            check_plotting()
 
     def folds_to_run(self) -> List[int]:
         return list(self.fold) if self.fold else list(range(self.folds))
-
-
-class EpochRecord(Callback):
-    """Each epoch's logged metrics, after validation."""
-
-    def __init__(self) -> None:
-        self.epochs: List[Dict[str, float]] = []
-        self.epoch_start = 0.0
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, module: Any) -> None:
-        self.epoch_start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: Any) -> None:
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        metrics["epoch"] = trainer.current_epoch
-        metrics["epoch_s"] = time.perf_counter() - self.epoch_start
-        self.epochs.append(metrics)
 
 
 def select_epoch(history: List[Dict[str, float]]) -> Dict[str, float]:
@@ -133,15 +101,11 @@ def optimistic_figures(folds: List[List[Dict[str, float]]]) -> Dict[str, Any]:
     return {
         "gin_style_one_epoch_for_all_folds_chosen_on_test": {
             "epoch": best, "test_acc": per_epoch[best],
-            "test_acc_std": _std([h[best]["test_acc"] for h in folds])},
+            "test_acc_std": pstd([h[best]["test_acc"] for h in folds])},
         "ignn_style_each_folds_best_test_epoch": {
             "test_acc": statistics.mean(per_fold_best),
-            "test_acc_std": _std(per_fold_best)},
+            "test_acc_std": pstd(per_fold_best)},
     }
-
-
-def _std(values: List[float]) -> float:
-    return statistics.pstdev(values) if len(values) > 1 else 0.0
 
 
 def _train_fold(cfg: GraphTrainConfig, fold: int) -> Dict[str, Any]:
@@ -155,27 +119,17 @@ def _train_fold(cfg: GraphTrainConfig, fold: int) -> Dict[str, Any]:
     model_kwargs: Dict[str, Any] = dict(num_layers=cfg.num_layers,
                                         conv=cfg.conv)
     if cfg.conv == "rbp":
-        model_kwargs.update(
-            method=cfg.method, tol=cfg.tol, solver=cfg.solver,
-            backward_steps=cfg.backward_steps, backward_tol=cfg.backward_tol,
-            normalize=cfg.normalize,
-            per_graph_stopping=cfg.per_graph_stopping)
+        model_kwargs.update(cfg.layer_options(), normalize=cfg.normalize,
+                            per_graph_stopping=cfg.per_graph_stopping)
     module = GraphClassificationModule(
         dm.num_features, dm.num_classes, hidden_channels=cfg.hidden,
         num_edge_types=types, readout=cfg.readout, dropout=cfg.dropout,
         lr=cfg.lr, weight_decay=cfg.weight_decay,
         jacobian_weight=cfg.jacobian_weight, **model_kwargs)
-    record = EpochRecord()
+    record = EpochHistory()
     run_dir = Path(cfg.output_dir) / (f"{cfg.dataset}-{cfg.conv}-"
                                       f"{cfg.method}-s{cfg.seed}")
-    trainer = pl.Trainer(
-        max_epochs=cfg.max_epochs, accelerator=cfg.accelerator,
-        devices=cfg.devices, strategy=cfg.strategy,
-        precision=cfg.precision, callbacks=[record],
-        logger=CSVLogger(str(run_dir), name=f"fold{fold}"),
-        enable_checkpointing=False, log_every_n_steps=1,
-        enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
-        num_sanity_val_steps=0, default_root_dir=str(run_dir))
+    trainer = make_trainer(cfg, run_dir, f"fold{fold}", [record])
     start = time.perf_counter()
     trainer.fit(module, dm)
     wall = time.perf_counter() - start
@@ -198,23 +152,6 @@ def _train_fold(cfg: GraphTrainConfig, fold: int) -> Dict[str, Any]:
     }
 
 
-@contextmanager
-def _quiet_lightning(quiet: bool) -> Iterator[None]:
-    """Lightning's start-up notices (devices, tips) once, not once a fold."""
-    loggers = [logging.getLogger(n) for n in ("pytorch_lightning",
-                                              "lightning_fabric",
-                                              "lightning.pytorch")]
-    levels = [lg.level for lg in loggers]
-    if quiet:
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
 def train_graph_classifier(cfg: GraphTrainConfig) -> Dict[str, Any]:
     """Cross-validate; return (and write to ``cfg.output_json``) the report.
 
@@ -230,7 +167,7 @@ def train_graph_classifier(cfg: GraphTrainConfig) -> Dict[str, Any]:
     start = time.perf_counter()
     folds = []
     for i, fold in enumerate(cfg.folds_to_run()):
-        with _quiet_lightning(i > 0):
+        with quiet_lightning(i > 0):
             folds.append(_train_fold(cfg, fold))
     accs = [f["test_acc"] for f in folds]
     result: Dict[str, Any] = {
@@ -238,7 +175,7 @@ def train_graph_classifier(cfg: GraphTrainConfig) -> Dict[str, Any]:
         "protocol": "stratified k-fold; per fold, the epoch with the best "
                     "validation accuracy (ties: lower validation loss); "
                     "test never used for selection",
-        "test_acc": statistics.mean(accs), "test_acc_std": _std(accs),
+        "test_acc": statistics.mean(accs), "test_acc_std": pstd(accs),
         "folds_run": len(folds),
         "forward_steps_per_graph": statistics.mean(
             f["mean_graph_steps"] for f in folds),
@@ -247,7 +184,7 @@ def train_graph_classifier(cfg: GraphTrainConfig) -> Dict[str, Any]:
         "epoch_s": statistics.mean(f["epoch_s"] for f in folds),
         "wall_s": time.perf_counter() - start,
         "optimistic": optimistic_figures([f["history"] for f in folds]),
-        "folds": folds, "config": asdict(cfg),
+        "folds": folds, "config": cfg.to_dict(),
         "is_global_zero": all(f["is_global_zero"] for f in folds),
     }
     write_report(result, cfg.output_json, cfg.plot, "plot_folds")

@@ -101,7 +101,7 @@ class NodeClassificationModule(RBPLightningModule):
             out, y = out[batch.train_mask], batch.y[batch.train_mask]
         loss = F.cross_entropy(out, y)
         self.peak_saved_bytes = max(self.peak_saved_bytes, meter.bytes)
-        loss = self._add_penalty(loss, self.model.conv.stats)
+        loss = self._add_penalty(loss, self.model.stats)
         self._log("train_loss", F.cross_entropy(out.detach(), y))
         self._log("train_acc", self._accuracy(out.detach(), y))
         self._log("saved_mib", meter.bytes / 2**20)
@@ -110,7 +110,7 @@ class NodeClassificationModule(RBPLightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         # the backward fields are filled by now
-        self._log_backward(self.model.conv.stats)
+        self._log_backward(self.model.stats)
 
     # -- evaluation on the whole graph ------------------------------------
     def _evaluate(self, batch: Data, stage: str) -> None:

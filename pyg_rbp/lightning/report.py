@@ -3,8 +3,9 @@ figures, from the global-zero process only."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 
 def write_report(result: Dict[str, Any], output_json: Optional[str],
@@ -21,3 +22,8 @@ def write_report(result: Dict[str, Any], output_json: Optional[str],
     if plot_dir:
         from . import plots
         getattr(plots, plotter)(result, plot_dir)
+
+
+def pstd(values: List[float]) -> float:
+    """The population standard deviation; 0 for a single value."""
+    return statistics.pstdev(values) if len(values) > 1 else 0.0

@@ -4,73 +4,56 @@ from __future__ import annotations
 
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.callbacks import ModelCheckpoint
 
-from .._checks import check_choice, check_int
+from .._checks import check_int
 from ..data import DATASETS, OGB_DATASETS, SPLITS
-from ..implicit import METHODS, SOLVERS
 from .base import flush_denormals
-from .report import write_report
+from .config import RunConfig, opt
 from .datamodule import LOADERS, NodeDataModule
 from .module import NodeClassificationModule
+from .report import write_report
+from .trainer import EpochHistory, make_trainer
 
 
 @dataclass
-class TrainConfig:
-    """Every option of a run; the example's flags map one to one."""
+class TrainConfig(RunConfig):
+    """Every option of a node-classification run (the shared ones in
+    :class:`RunConfig`); every field is a flag of ``examples/citation.py``.
+    """
 
-    dataset: str = "Cora"
-    method: str = "neumann"
-    num_layers: int = 30
-    backward_steps: int = 10
-    hidden: int = 64
-    max_epochs: int = 200
-    split: str = "public"
-    seed: int = 0
-    accelerator: str = "auto"
-    devices: int = 1
-    strategy: str = "auto"
-    precision: Optional[str] = None
-    loader: str = "full"
-    data_root: Optional[str] = None
-    resume: Optional[str] = None
-    plot: Optional[str] = None
-    output_json: Optional[str] = None
-    lr: float = 0.01
-    weight_decay: float = 5e-4
-    dropout: float = 0.5
-    input_dropout: float = 0.8
-    out_propagation: int = 2
-    jacobian_weight: float = 1.0
-    gradient_clip: Optional[float] = None
-    tol: float = 1e-5
-    solver: str = "fixed_point"
-    backward_tol: float = 1e-6
-    batch_size: int = 512
-    num_neighbors: Sequence[int] = field(default_factory=lambda: [10, 10])
-    output_dir: str = "outputs"
-    progress_bar: bool = True
-    download: bool = True
+    dataset: str = opt("Cora", choices=DATASETS, help="the graph")
+    split: str = opt("public", choices=SPLITS,
+                     help="public split, or the paper's random 1/49/50 "
+                          "split")
+    loader: str = opt("full", choices=LOADERS,
+                      help="full-batch, or neighbour-sampled mini-batches")
+    batch_size: int = opt(512, help="seed nodes per batch with --loader "
+                                    "neighbor")
+    num_neighbors: Sequence[int] = opt(
+        factory=lambda: [10, 10],
+        help="neighbours sampled per hop with --loader neighbor")
+    resume: Optional[str] = opt(None, metavar="CKPT",
+                                help="continue training from this "
+                                     "checkpoint")
+    dropout: float = opt(0.5, help="dropout before the classifier")
+    input_dropout: float = opt(0.8, help="dropout on the input features")
+    out_propagation: int = opt(2, help="smoothing steps on the logits "
+                                       "(0: none)")
 
     def check(self) -> None:
         """Refuse bad or incompatible options before anything starts."""
-        check_choice("dataset", self.dataset, DATASETS)
-        check_choice("method", self.method, METHODS)
-        check_choice("split", self.split, SPLITS)
-        check_choice("loader", self.loader, LOADERS)
-        check_choice("solver", self.solver, SOLVERS)
-        check_int("num_layers", self.num_layers, 1)
-        check_int("backward_steps", self.backward_steps, 1)
-        check_int("hidden", self.hidden, 1)
-        check_int("max_epochs", self.max_epochs, 1)
-        check_int("devices", self.devices, 1)
+        super().check()
+        check_int("batch_size", self.batch_size, 1)
+        check_int("out_propagation", self.out_propagation, 0)
+        for n in self.num_neighbors:
+            check_int("num_neighbors", n, -1)
         if self.devices > 1 and self.loader == "full":
             raise ValueError(
                 f"--devices {self.devices} with --loader full would repeat "
@@ -82,28 +65,6 @@ class TrainConfig:
         if self.resume is not None and not Path(self.resume).is_file():
             raise ValueError(f"--resume: no checkpoint file at "
                              f"{self.resume}")
-        if self.plot:
-            from .plots import check_plotting
-            check_plotting()
-
-
-class History(Callback):
-    """Keeps each epoch's logged metrics, and the propagation residuals of
-    the first training step, for plots and the JSON report."""
-
-    def __init__(self) -> None:
-        self.epochs: List[Dict[str, float]] = []
-        self.first_trace: List[float] = []
-
-    def on_train_batch_end(self, trainer: pl.Trainer, module: Any,
-                           outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not self.first_trace:
-            self.first_trace = list(module.model.conv.stats.residual_trace)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: Any) -> None:
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        metrics["epoch"] = trainer.current_epoch
-        self.epochs.append(metrics)
 
 
 def _peak_memory(accelerator_is_gpu: bool) -> int:
@@ -134,11 +95,9 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
         out_propagation=cfg.out_propagation, lr=cfg.lr,
         jacobian_weight=cfg.jacobian_weight,
         weight_decay=cfg.weight_decay, evaluator=evaluator,
-        num_layers=cfg.num_layers, method=cfg.method, tol=cfg.tol,
-        solver=cfg.solver, backward_steps=cfg.backward_steps,
-        backward_tol=cfg.backward_tol)
+        **cfg.layer_options())
     run_dir = Path(cfg.output_dir) / f"{cfg.dataset}-{cfg.method}-s{cfg.seed}"
-    history = History()
+    history = EpochHistory()
     # Checkpoints go to the logger's version folder, one per run:
     # <output_dir>/<dataset>-<method>-s<seed>/logs/version_N/checkpoints.
     checkpoint = ModelCheckpoint(filename="best-{epoch}", monitor="val_acc",
@@ -146,16 +105,9 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
     # last.ckpt after every epoch, overwritten: what --resume continues from
     # (ModelCheckpoint(save_last=True) only writes it when the best improves).
     latest = ModelCheckpoint(filename="last", enable_version_counter=False)
-    trainer = pl.Trainer(
-        max_epochs=cfg.max_epochs, accelerator=cfg.accelerator,
-        devices=cfg.devices, strategy=cfg.strategy,
-        precision=cfg.precision,
-        callbacks=[checkpoint, latest, history],
-        use_distributed_sampler=False,
-        logger=CSVLogger(str(run_dir), name="logs"), log_every_n_steps=1,
-        enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
-        gradient_clip_val=cfg.gradient_clip,
-        default_root_dir=str(run_dir), num_sanity_val_steps=0)
+    trainer = make_trainer(cfg, run_dir, "logs",
+                           [checkpoint, latest, history], checkpointing=True,
+                           use_distributed_sampler=False)
     start = time.perf_counter()
     trainer.fit(module, dm, ckpt_path=cfg.resume)
     wall = time.perf_counter() - start
@@ -174,9 +126,9 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
         "mean_forward_steps": sum(steps) / len(steps) if steps else None,
         "best_checkpoint": best,
         "residual_trace_first": history.first_trace,
-        "residual_trace_final": list(module.model.conv.stats.residual_trace),
+        "residual_trace_final": list(module.model.stats.residual_trace),
         "history": history.epochs,
-        "config": asdict(cfg),
+        "config": cfg.to_dict(),
         "is_global_zero": trainer.is_global_zero,
     }
     write_report(result, cfg.output_json, cfg.plot, "plot_run")

@@ -1,7 +1,9 @@
 """Whole models built from the layers (plain ``torch.nn.Module``s)."""
+from .base import RBPModel
 from .babi import OUTPUTS, RBPGGNN, babi_loss
 from .graph_classifier import READOUTS, GatedReadout, RBPGraphClassifier
 from .node_classifier import RBPNodeClassifier
 
-__all__ = ["RBPNodeClassifier", "RBPGraphClassifier", "GatedReadout",
+__all__ = ["RBPModel", "RBPNodeClassifier", "RBPGraphClassifier",
+           "GatedReadout",
            "READOUTS", "RBPGGNN", "babi_loss", "OUTPUTS"]

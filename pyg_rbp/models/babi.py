@@ -13,6 +13,7 @@ from torch_geometric.utils import scatter, softmax
 
 from .._checks import check_choice, check_int
 from ..nn import RBPGatedGraphConv
+from .base import RBPModel
 from .graph_classifier import GatedReadout
 
 #: The output models: a node of the graph, a graph label, a two-step path.
@@ -21,7 +22,7 @@ OUTPUTS = ("node", "graph", "path")
 PATH_STEPS = 2
 
 
-class RBPGGNN(torch.nn.Module):
+class RBPGGNN(RBPModel):
     r"""GGNN with the output models of the bAbI experiments.
 
     The annotation :math:`\mathbf{x}_v` (one column per question slot) is
@@ -113,11 +114,6 @@ class RBPGGNN(torch.nn.Module):
                     isinstance(module, torch.nn.Linear):
                 module.reset_parameters()
 
-    @property
-    def stats(self):
-        """The layer's :class:`pyg_rbp.RBPStats` of the last call (``None``
-        for a layer without them)."""
-        return getattr(self.conv, "stats", None)
 
     def forward(self, x: Tensor, edge_index: Adj, edge_type: OptTensor = None,
                 batch: OptTensor = None,

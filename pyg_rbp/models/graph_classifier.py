@@ -11,6 +11,7 @@ from torch_geometric.typing import Adj, OptTensor
 
 from .._checks import check_choice, check_int
 from ..nn import RBPGatedGraphConv
+from .base import RBPModel
 
 READOUTS = ("gated", "sum", "mean")
 CONVS = ("rbp", "pyg")
@@ -44,7 +45,7 @@ class GatedReadout(torch.nn.Module):
                                batch, num_graphs)
 
 
-class RBPGraphClassifier(torch.nn.Module):
+class RBPGraphClassifier(RBPModel):
     r"""Graph classification with a recurrent GGNN run to its fixed point.
 
     .. math::
@@ -134,12 +135,6 @@ class RBPGraphClassifier(torch.nn.Module):
         for layer in self.head:
             if hasattr(layer, "reset_parameters"):
                 layer.reset_parameters()
-
-    @property
-    def stats(self):
-        """The recurrent layer's :class:`pyg_rbp.RBPStats` of the last call
-        (``None`` for ``conv="pyg"``)."""
-        return getattr(self.conv, "stats", None)
 
     def forward(self, x: Tensor, edge_index: Adj, batch: OptTensor = None,
                 edge_type: OptTensor = None,

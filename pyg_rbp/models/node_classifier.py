@@ -8,14 +8,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.typing import Adj
 
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
-
 from .._checks import check_int
 from ..nn import RBPGatedGraphConv
-from ..nn.adjacency import SparseMatrix, standardise_graph
+from ..nn.adjacency import SparseMatrix, normalized_adjacency
+from ..nn.graph_input import standardise_graph
+from .base import RBPModel
 
 
-class RBPNodeClassifier(torch.nn.Module):
+class RBPNodeClassifier(RBPModel):
     r"""Node classification with a recurrent GGNN run to its fixed point.
 
     .. math::
@@ -70,6 +70,24 @@ class RBPNodeClassifier(torch.nn.Module):
         self.conv.reset_parameters()
         self.classifier.reset_parameters()
 
+    def _smoothing_matrix(self, edge_index: Adj, num_nodes: int,
+                          dtype: torch.dtype) -> SparseMatrix:
+        r""":math:`D^{-1/2}(A + I)D^{-1/2}`: the layer's own matrix of this
+        call where it aggregated with exactly that (``normalize=True``, one
+        edge type), else built here, once per call."""
+        if dtype not in (torch.float32, torch.float64):
+            dtype = torch.float32
+        conv = self.conv
+        if conv.normalize and conv.num_edge_types == 1 and \
+                conv.aggr in ("add", "sum") and conv.adjacency is not None \
+                and conv.adjacency.adj.dtype == dtype:
+            return conv.adjacency
+        index, weight = standardise_graph(edge_index, None, num_nodes,
+                                          _device(edge_index),
+                                          type(self).__name__)
+        return SparseMatrix(normalized_adjacency(index, num_nodes, dtype,
+                                                 weight))
+
     def forward(self, x: Tensor, edge_index: Adj) -> Tensor:
         """Class logits ``[N, out_channels]``."""
         x = F.dropout(x, self.input_dropout, self.training)
@@ -81,26 +99,10 @@ class RBPNodeClassifier(torch.nn.Module):
         if self.out_propagation > 0:
             # SparseMatrix: float32 products under autocast (no low-precision
             # sparse kernels) and a transpose built once for backward.
-            dtype = out.dtype if out.dtype in (torch.float32, torch.float64) \
-                else torch.float32
-            smooth = SparseMatrix(_normalized_adjacency(edge_index, x.size(0),
-                                                        dtype))
+            smooth = self._smoothing_matrix(edge_index, x.size(0), out.dtype)
             for _ in range(self.out_propagation):
                 out = smooth(out)
         return out
-
-
-def _normalized_adjacency(edge_index: Adj, num_nodes: int,
-                          dtype: torch.dtype) -> Tensor:
-    """:math:`D^{-1/2}(A + I)D^{-1/2}` as a CSR matrix (rows are targets)."""
-    index, weight = standardise_graph(edge_index, None, num_nodes,
-                                      _device(edge_index), "RBPNodeClassifier")
-    index, weight = gcn_norm(index, weight, num_nodes, add_self_loops=True,
-                             dtype=dtype)
-    return torch.sparse_coo_tensor(index.flip(0), weight,
-                                   (num_nodes, num_nodes),
-                                   check_invariants=False).coalesce() \
-        .to_sparse_csr()
 
 
 def _device(edge_index: Adj) -> torch.device:

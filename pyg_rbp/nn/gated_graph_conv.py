@@ -17,9 +17,9 @@ from ..implicit import MethodLike, RBPStats, rbp
 from ..implicit.precision import autocast_dtype
 from ..implicit.rbp import PENALTIES
 from ._options import gradient_method, set_solver_options
-from .adjacency import (MATRIX_AGGRS, build_aggregate, check_edge_type,
-                        standardise_graph)
+from .adjacency import MATRIX_AGGRS, SparseMatrix, build_aggregate
 from .ggnn_step import GGNNStep
+from .graph_input import check_edge_type, standardise_graph
 
 
 #: Scale of the state-acting weights at initialisation (see reset_parameters).
@@ -195,6 +195,7 @@ class RBPGatedGraphConv(MessagePassing):
         self.contraction_weight = check_tol("contraction_weight",
                                             contraction_weight)
         self.stats: Optional[RBPStats] = None
+        self._adjacency: Optional[SparseMatrix] = None
 
         num_weights = self._num_weights()
         self.weight = Parameter(torch.empty(out_channels, out_channels)
@@ -305,6 +306,8 @@ class RBPGatedGraphConv(MessagePassing):
                                     self.aggr, self.normalize, x.dtype,
                                     self._propagate_step, edge_type,
                                     self._num_weights())
+        self._adjacency = aggregate if isinstance(aggregate, SparseMatrix) \
+            else None
 
         if x.size(-1) < self.out_channels:
             zero = x.new_zeros(num_nodes, self.out_channels - x.size(-1))
@@ -313,6 +316,14 @@ class RBPGatedGraphConv(MessagePassing):
         step = GGNNStep(x, self.weight, self.rnn, aggregate,
                         linear_aggregate=self.aggr in MATRIX_AGGRS)
         return step, x
+
+    @property
+    def adjacency(self) -> Optional[SparseMatrix]:
+        r"""The aggregation matrix of the last call (with ``normalize=True``
+        and one edge type, :math:`D^{-1/2}(A + I)D^{-1/2}`), for a model to
+        reuse instead of building it again; ``None`` before the first call
+        or where the call aggregated by gather/scatter."""
+        return self._adjacency
 
     def _propagate_step(self, edge_index: Tensor, h: Tensor,
                         edge_weight: OptTensor,

@@ -25,12 +25,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 from torch.nn import Parameter
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from .._checks import check_float_tensor, check_int
 from ..implicit import MethodLike, RBPStats, rbp
 from ._options import gradient_method, set_solver_options
-from .adjacency import SparseMatrix, standardise_graph
+from .adjacency import SparseMatrix, normalized_adjacency
+from .graph_input import standardise_graph
 
 
 def project_rows_l1(weight: Tensor, radius: float) -> Tensor:
@@ -120,12 +120,7 @@ class IGNNConv(torch.nn.Module):
     def normalized_adjacency(self, edge_index: Tensor,
                              num_nodes: int, dtype: torch.dtype) -> Tensor:
         """:math:`\\hat{A}` as a CSR matrix (rows are targets)."""
-        index, weight = gcn_norm(edge_index, None, num_nodes,
-                                 add_self_loops=True, dtype=dtype)
-        return torch.sparse_coo_tensor(index.flip(0), weight,
-                                       (num_nodes, num_nodes),
-                                       check_invariants=False) \
-            .coalesce().to_sparse_csr()
+        return normalized_adjacency(edge_index, num_nodes, dtype)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         check_float_tensor("x", x)

@@ -13,7 +13,7 @@ import pytest
 from pyg_rbp.lightning import (GraphTrainConfig, select_epoch,
                                train_graph_classifier)
 from pyg_rbp.lightning.graph_run import optimistic_figures
-from tests.lightning.test_tu_data import needs_tu
+from tests.data.test_tu import needs_tu
 from tests.conftest import shared_data_root
 from tests.lightning.ddp_common import assert_synchronised, run_two_ranks
 

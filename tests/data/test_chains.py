@@ -15,7 +15,7 @@ from pyg_rbp.data import chains
 from pyg_rbp.nn import IGNNConv
 from pyg_rbp.nn.ignn_conv import project_rows_l1, spectral_radius
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 import chains as chains_example  # noqa: E402
 

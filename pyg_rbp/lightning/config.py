@@ -1,0 +1,151 @@
+"""The options every training run shares, in one dataclass.
+
+:class:`RunConfig` holds the fields that node classification
+(:class:`~pyg_rbp.lightning.TrainConfig`), graph classification
+(:class:`~pyg_rbp.lightning.GraphTrainConfig`) and bAbI
+(:class:`~pyg_rbp.lightning.BabiTrainConfig`) have in common, their checks
+and their help text. A subclass adds its own fields and may redeclare a
+shared field to change its default (dataclasses keep the field's place and
+:func:`field_help` finds the base's help). The examples' parsers are built
+from these fields (:mod:`pyg_rbp.lightning.cli`): every field is a flag.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence
+
+from .._checks import check_choice, check_int, check_tol
+from ..implicit import METHODS, SOLVERS
+
+#: Lightning's ``Trainer(precision=...)`` values the runs accept.
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "64")
+
+#: The fields that configure :class:`pyg_rbp.RBPGatedGraphConv`; ``None``
+#: keeps the layer's own default.
+LAYER_FIELDS = ("method", "num_layers", "tol", "solver", "backward_steps",
+                "backward_tol")
+
+
+def opt(default: Any = dataclasses.MISSING, help: Optional[str] = None,
+        choices: Optional[Sequence[Any]] = None,
+        metavar: Optional[str] = None, flag: Optional[str] = None,
+        negative: Optional[str] = None, factory: Any = None) -> Any:
+    """A config field with what its command-line flag needs.
+
+    Args:
+        default: The default value.
+        help: The flag's help (the field's documentation).
+        choices: The allowed values (checked by the parser and by
+            :meth:`RunConfig.check`).
+        metavar: The flag's metavar.
+        flag: The flag's name, when not ``--`` + the field name with dashes.
+        negative: For a bool: a flag that sets it ``False`` (e.g.
+            ``--offline`` for ``download``), kept beside ``--no-<name>``.
+        factory: A default factory (for list defaults).
+    """
+    meta = {k: v for k, v in dict(help=help, choices=choices,
+                                  metavar=metavar, flag=flag,
+                                  negative=negative).items() if v is not None}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def field_help(cls: type, name: str) -> Dict[str, Any]:
+    """The metadata of field ``name``, from ``cls`` or the nearest base that
+    documents it (a subclass that only changes a default keeps the help)."""
+    for klass in cls.__mro__:
+        fields = getattr(klass, "__dataclass_fields__", {})
+        if name in fields and fields[name].metadata:
+            return dict(fields[name].metadata)
+    return {}
+
+
+@dataclass
+class RunConfig:
+    """The options every run shares; see the subclasses for the rest."""
+
+    method: str = opt("neumann", choices=METHODS,
+                      help="gradient method: neumann / cg / fixed_point "
+                           "(RBP), bptt, tbptt")
+    num_layers: Optional[int] = opt(30, help="most propagation steps T")
+    backward_steps: Optional[int] = opt(
+        10, help="K: Neumann terms / CG or fixed-point iterations / TBPTT "
+                 "truncation")
+    tol: Optional[float] = opt(1e-5, help="forward tolerance: stop when "
+                                          "||F(h) - h|| <= tol ||h||")
+    solver: Optional[str] = opt("fixed_point", choices=SOLVERS,
+                                help="forward solver")
+    backward_tol: Optional[float] = opt(
+        1e-6, help="stop the adjoint solve at this relative residual")
+    hidden: int = opt(64, help="hidden channels C")
+    max_epochs: int = opt(200, help="training epochs")
+    seed: int = opt(0, help="random seed")
+    lr: float = opt(0.01, help="Adam's learning rate")
+    weight_decay: float = opt(5e-4, help="Adam's weight decay")
+    jacobian_weight: float = opt(
+        1.0, help="weight of the sigma_max(J)^2 penalty that keeps the "
+                  "propagation contractive (0: off)")
+    gradient_clip: Optional[float] = opt(
+        None, help="clip the gradient norm at this value (unset: no clip)")
+    accelerator: str = opt("auto", help="cpu, gpu or auto")
+    devices: int = opt(1, help="devices (processes) to train on")
+    strategy: str = opt("auto", help="auto, ddp, ddp_spawn, ...")
+    precision: Optional[str] = opt(
+        None, choices=PRECISIONS,
+        help="Lightning's Trainer precision (unset: 32-true)")
+    data_root: Optional[str] = opt(
+        None, help="data folder (Planetoid/, TUDataset/, ogb/, bAbI/ below "
+                   "it); default $PYG_RBP_DATA_ROOT, then ~/.cache/pyg_rbp")
+    download: bool = opt(True, negative="--offline",
+                         help="download missing files (--offline: never)")
+    plot: Optional[str] = opt(None, metavar="DIR",
+                              help="write PNG figures of the run here")
+    output_json: Optional[str] = opt(None, metavar="PATH",
+                                     help="write the report as JSON here")
+    output_dir: str = opt("outputs", help="checkpoints and CSV logs")
+    progress_bar: bool = opt(True, help="show Lightning's progress bar")
+
+    def check(self) -> None:
+        """Refuse bad or incompatible options before anything starts: the
+        one place the shared options are checked (the parser and the
+        layers trust a checked config)."""
+        for f in dataclasses.fields(self):
+            choices = field_help(type(self), f.name).get("choices")
+            value = getattr(self, f.name)
+            if choices is None or value is None:
+                continue
+            if isinstance(value, str):
+                check_choice(f.name, value, choices)
+                continue
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if v not in choices:
+                    raise ValueError(f"'{f.name}' must be one of "
+                                     f"{tuple(choices)} (got {v!r})")
+        for name in ("hidden", "max_epochs", "devices"):
+            check_int(name, getattr(self, name), 1)
+        for name in ("num_layers", "backward_steps"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
+        for name in ("tol", "backward_tol", "lr", "weight_decay",
+                     "jacobian_weight"):
+            if getattr(self, name) is not None:
+                check_tol(name, getattr(self, name))
+        if self.gradient_clip is not None and \
+                check_tol("gradient_clip", self.gradient_clip) == 0:
+            raise ValueError("'gradient_clip' must be > 0 or unset (got 0)")
+        if self.plot:
+            from .plots import check_plotting
+            check_plotting()
+
+    def layer_options(self) -> Dict[str, Any]:
+        """The options of :class:`pyg_rbp.RBPGatedGraphConv` this run sets
+        (those left ``None`` keep the layer's defaults)."""
+        return {name: getattr(self, name) for name in LAYER_FIELDS
+                if getattr(self, name) is not None}
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Every field, as plain values (the report's ``config``)."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
