@@ -16,6 +16,7 @@ import torch
 from torch_geometric.data import Data
 
 from .._checks import check_int
+from .masks import random_masks
 
 
 def chains(classes: int = 2, chains_per_class: int = 20, length: int = 10,
@@ -71,16 +72,7 @@ def chains(classes: int = 2, chains_per_class: int = 20, length: int = 10,
     edge_index = torch.stack([src, src + 1])
     if not directed:
         edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
-    perm = torch.randperm(n, generator=gen)
-    n_train = max(1, round(train * n))
-    n_val = round(val * n)
-    masks = {}
-    for name, idx in (("train_mask", perm[:n_train]),
-                      ("val_mask", perm[n_train:n_train + n_val]),
-                      ("test_mask", perm[n_train + n_val:])):
-        mask = torch.zeros(n, dtype=torch.bool)
-        mask[idx] = True
-        masks[name] = mask
+    masks = random_masks(n, train, val, gen)
     data = Data(x=x, edge_index=edge_index, y=y, chain=chain,
                 position=position, **masks)
     data.num_classes = classes

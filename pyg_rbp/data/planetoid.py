@@ -8,6 +8,7 @@ import torch_geometric.transforms as T
 from torch_geometric.data import Data
 from torch_geometric.datasets import Planetoid
 
+from .masks import random_masks
 from .root import (PathLike, missing_files, open_dataset, resolve_data_root,
                    writable_dataset_dir)
 
@@ -30,13 +31,7 @@ def paper_split(data: Data, seed: int, train: float = 0.01,
     """
     n = data.num_nodes
     gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=gen)
-    n_train, n_val = max(1, round(train * n)), round(val * n)
-    for name, idx in (("train_mask", perm[:n_train]),
-                      ("val_mask", perm[n_train:n_train + n_val]),
-                      ("test_mask", perm[n_train + n_val:])):
-        mask = torch.zeros(n, dtype=torch.bool)
-        mask[idx] = True
+    for name, mask in random_masks(n, train, val, gen).items():
         data[name] = mask
     return data
 

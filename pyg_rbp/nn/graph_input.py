@@ -18,6 +18,20 @@ from torch_geometric.utils import is_torch_sparse_tensor, to_edge_index
 from .._checks import check_finite
 
 
+def _check_values(name: str, t: Tensor, device: torch.device, owner: str,
+                  upper: int, what: str) -> None:
+    """``t`` on ``device`` (that of ``owner``) with values in ``[0, upper)``
+    (``what`` says so in the message)."""
+    if t.device != device:
+        raise ValueError(f"'{name}' must be on the device of {owner} "
+                         f"({device}) (got {t.device})")
+    if t.numel() > 0:
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= upper:
+            raise ValueError(f"'{name}' must hold {what} (got values in "
+                             f"[{lo}, {hi}])")
+
+
 def standardise_graph(
     edge_index: Any,
     edge_weight: Optional[Tensor],
@@ -69,15 +83,8 @@ def standardise_graph(
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"'edge_index' must have shape [2, E] "
                          f"(got {list(edge_index.shape)})")
-    if edge_index.device != device:
-        raise ValueError(f"'edge_index' must be on the device of 'x' "
-                         f"({device}) (got {edge_index.device})")
-    if edge_index.numel() > 0:
-        lo, hi = int(edge_index.min()), int(edge_index.max())
-        if lo < 0 or hi >= num_nodes:
-            raise ValueError(
-                f"'edge_index' must hold node indices in [0, {num_nodes}) "
-                f"for {num_nodes} nodes (got values in [{lo}, {hi}])")
+    _check_values("edge_index", edge_index, device, "'x'", num_nodes,
+                  f"node indices in [0, {num_nodes}) for {num_nodes} nodes")
     if edge_weight is not None:
         if not isinstance(edge_weight, Tensor):
             raise TypeError(f"'edge_weight' must be a torch.Tensor "
@@ -127,13 +134,7 @@ def check_edge_type(edge_type: Any, edge_index: Any, num_types: int,
     if edge_type.dim() != 1 or edge_type.numel() != num_edges:
         raise ValueError(f"'edge_type' must have shape [{num_edges}] (one per "
                          f"edge) (got {list(edge_type.shape)})")
-    if edge_type.device != edge_index.device:
-        raise ValueError(f"'edge_type' must be on the device of 'edge_index' "
-                         f"({edge_index.device}) (got {edge_type.device})")
-    if edge_type.numel() > 0:
-        lo, hi = int(edge_type.min()), int(edge_type.max())
-        if lo < 0 or hi >= num_types:
-            raise ValueError(
-                f"'edge_type' must hold values in [0, {num_types}) for "
-                f"num_edge_types={num_types} (got values in [{lo}, {hi}])")
+    _check_values("edge_type", edge_type, edge_index.device, "'edge_index'",
+                  num_types, f"values in [0, {num_types}) for "
+                             f"num_edge_types={num_types}")
     return edge_type.long()
