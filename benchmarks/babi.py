@@ -46,28 +46,11 @@ PAPER = {4: "100.0 ± 0.0", 15: "100.0 ± 0.0", 16: "100.0 ± 0.0",
          18: "100.0 ± 0.0", 19: "99.0 ± 1.1 (GGS-NN)"}
 
 
-class PygGatedGraphConv(torch.nn.Module):
-    """PyG's ``GatedGraphConv`` behind the call of ``RBPGatedGraphConv``
-    (it has no edge types and no per-graph stopping: both are ignored)."""
-
-    def __init__(self, hidden: int, num_layers: int) -> None:
-        super().__init__()
-        from torch_geometric.nn import GatedGraphConv
-        self.conv = GatedGraphConv(hidden, num_layers)
-
-    def reset_parameters(self) -> None:
-        self.conv.reset_parameters()
-
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor,
-                batch: Optional[torch.Tensor] = None,
-                edge_type: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.conv(x, edge_index)
-
-
 def run_one(task: int, contender: str, a: argparse.Namespace) -> None:
     """Train one (task, contender) over the folds, in this process."""
     import warnings
 
+    from baselines import pyg_factory  # benchmarks/, beside this script
     from pyg_rbp.lightning import BabiTrainConfig, train_babi
     warnings.simplefilter("ignore")
     torch.set_num_threads(a.threads)
@@ -80,9 +63,7 @@ def run_one(task: int, contender: str, a: argparse.Namespace) -> None:
         edge_types=contender != "pyg", download=False,
         output_dir=str(Path(a.results) / "logs"),
         output_json=str(Path(a.results) / f"{task}_{contender}.json"))
-    def pyg_factory(hidden: int, types: int) -> torch.nn.Module:
-        return PygGatedGraphConv(hidden, a.pyg_layers)
-    result = train_babi(cfg, conv_factory=pyg_factory
+    result = train_babi(cfg, conv_factory=pyg_factory(a.pyg_layers)
                         if contender == "pyg" else None)
     compact(Path(cfg.output_json))
     print(f"task {task} {contender}: {100 * result['test_acc']:.1f} % "

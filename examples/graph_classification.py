@@ -6,6 +6,7 @@
     python examples/graph_classification.py --dataset MUTAG --no-edge-types
     python examples/graph_classification.py --dataset MUTAG --conv pyg \
         --method bptt --num-layers 5          # PyG's GatedGraphConv baseline
+                                              # (benchmarks/baselines.py)
     python examples/graph_classification.py --dataset NCI1 --accelerator gpu
 
 The model: a linear encoder with ReLU, RBPGatedGraphConv over the batch of
@@ -23,13 +24,42 @@ Data: ``--data-root DIR`` (or ``$PYG_RBP_DATA_ROOT``) holding
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 from pyg_rbp.lightning import GraphTrainConfig, train_graph_classifier
 from pyg_rbp.lightning.cli import print_rows, run_example
-
+from pyg_rbp.lightning.config import opt
 
 DESCRIPTION = "GGNN + RBP graph classification (Lightning, k-fold)."
+
+
+@dataclass
+class ExampleConfig(GraphTrainConfig):
+    """The library's options plus the baseline switch of this example."""
+
+    conv: str = opt("rbp", choices=("rbp", "pyg"),
+                    help="rbp: our layer; pyg: PyG's GatedGraphConv (BPTT, "
+                         "untied, no edge types; benchmarks/baselines.py)")
+
+    def check(self) -> None:
+        super().check()
+        if self.conv == "pyg" and self.method != "bptt":
+            raise ValueError(f"--conv pyg (PyG's GatedGraphConv) trains by "
+                             f"BPTT only; drop --method {self.method} or use "
+                             f"--method bptt")
+
+
+def train(cfg: ExampleConfig) -> Dict[str, Any]:
+    if cfg.conv == "rbp":
+        return train_graph_classifier(cfg)
+    # the baseline lives with the benchmarks, beside this folder
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] /
+                           "benchmarks"))
+    from baselines import pyg_factory
+    return train_graph_classifier(cfg, conv_factory=pyg_factory(
+        cfg.num_layers))
 
 
 def print_table(r: dict) -> None:
@@ -55,7 +85,7 @@ def print_table(r: dict) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return run_example(GraphTrainConfig, train_graph_classifier, print_table, argv,
+    return run_example(ExampleConfig, train, print_table, argv,
                        DESCRIPTION)
 
 

@@ -38,7 +38,7 @@ class GraphClassificationModule(RBPLightningModule):
         weight_decay (float, optional): (default: :obj:`5e-4`)
         jacobian_weight (float, optional): Weight of the Jacobian penalty
             (:math:`\sigma_{\max}(J)^2`, see :func:`pyg_rbp.rbp`) in the
-            loss; ``0`` switches it off. Ignored for ``conv='pyg'``. On
+            loss; ``0`` switches it off. Ignored with ``conv``. On
             MUTAG it makes the propagation converge in ~7 steps instead of
             running into ``num_layers`` (docs/graph_classification.md).
             (default: :obj:`1.0`)
@@ -54,8 +54,9 @@ class GraphClassificationModule(RBPLightningModule):
                  lr: float = 0.005, weight_decay: float = 5e-4,
                  jacobian_weight: float = 1.0, **model_kwargs: Any) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        if model_kwargs.get("conv", "rbp") == "rbp":
+        # a conv module or factory is not a hyperparameter (nor picklable)
+        self.save_hyperparameters(ignore=["conv"])
+        if model_kwargs.get("conv") is None:
             self.jacobian_weight = check_jacobian_weight(jacobian_weight,
                                                          model_kwargs)
         self.model = RBPGraphClassifier(in_channels, hidden_channels,

@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 
 from .._checks import check_int
 from ..data import TU_DATASETS
-from ..models.graph_classifier import CONVS, READOUTS
+from ..models.graph_classifier import READOUTS, ConvFactory
 from .base import flush_denormals
 from .config import RunConfig, opt
 from .graph_datamodule import GraphDataModule
@@ -42,9 +42,6 @@ class GraphTrainConfig(RunConfig):
     lr: float = opt(0.005)
     progress_bar: bool = opt(False)
     dataset: str = opt("MUTAG", choices=TU_DATASETS, help="the TU dataset")
-    conv: str = opt("rbp", choices=CONVS,
-                    help="rbp: our layer; pyg: PyG's GatedGraphConv (BPTT, "
-                         "untied, no edge types)")
     folds: int = opt(10, help="k of the stratified k-fold")
     fold: Optional[Sequence[int]] = opt(
         None, help="run only these folds (default: all)")
@@ -75,10 +72,6 @@ class GraphTrainConfig(RunConfig):
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"'val_fraction' must be in (0, 1) (got "
                              f"{self.val_fraction})")
-        if self.conv == "pyg" and self.method != "bptt":
-            raise ValueError(f"--conv pyg (PyG's GatedGraphConv) trains by "
-                             f"BPTT only; drop --method {self.method} or use "
-                             f"--method bptt")
 
     def folds_to_run(self) -> List[int]:
         return list(self.fold) if self.fold else list(range(self.folds))
@@ -108,26 +101,38 @@ def optimistic_figures(folds: List[List[Dict[str, float]]]) -> Dict[str, Any]:
     }
 
 
-def _train_fold(cfg: GraphTrainConfig, fold: int) -> Dict[str, Any]:
+def _conv_name(conv_factory: Optional[ConvFactory]) -> str:
+    """``'rbp'``, or the factory's ``name`` (``'custom'`` without one)."""
+    if conv_factory is None:
+        return "rbp"
+    return str(getattr(conv_factory, "name", "custom"))
+
+
+def _train_fold(cfg: GraphTrainConfig, fold: int,
+                conv_factory: Optional[ConvFactory] = None
+                ) -> Dict[str, Any]:
     pl.seed_everything(cfg.seed + fold, workers=True, verbose=False)
     dm = GraphDataModule(cfg.dataset, cfg.data_root, fold, cfg.folds,
                          cfg.seed, cfg.batch_size, cfg.val_fraction,
                          download=cfg.download)
-    # PyG's GatedGraphConv has no edge types: the baseline sees the graph
-    # untyped, as its users have it.
-    types = dm.num_edge_types if cfg.edge_types and cfg.conv == "rbp" else 1
-    model_kwargs: Dict[str, Any] = dict(num_layers=cfg.num_layers,
-                                        conv=cfg.conv)
-    if cfg.conv == "rbp":
-        model_kwargs.update(cfg.layer_options(), normalize=cfg.normalize,
-                            per_graph_stopping=cfg.per_graph_stopping)
+    types = dm.num_edge_types if cfg.edge_types else 1
+    model_kwargs: Dict[str, Any] = dict(
+        per_graph_stopping=cfg.per_graph_stopping)
+    if conv_factory is None:
+        model_kwargs.update(cfg.layer_options(), normalize=cfg.normalize)
+    else:
+        # a layer without edge types (PyG's GatedGraphConv) says so: the
+        # graph is then given to it untyped, as its users have it
+        types = min(types, getattr(conv_factory, "num_edge_types", types))
+        model_kwargs["conv"] = conv_factory
     module = GraphClassificationModule(
         dm.num_features, dm.num_classes, hidden_channels=cfg.hidden,
         num_edge_types=types, readout=cfg.readout, dropout=cfg.dropout,
         lr=cfg.lr, weight_decay=cfg.weight_decay,
         jacobian_weight=cfg.jacobian_weight, **model_kwargs)
     record = EpochHistory()
-    run_dir = Path(cfg.output_dir) / (f"{cfg.dataset}-{cfg.conv}-"
+    run_dir = Path(cfg.output_dir) / (f"{cfg.dataset}-"
+                                      f"{_conv_name(conv_factory)}-"
                                       f"{cfg.method}-s{cfg.seed}")
     trainer = make_trainer(cfg, run_dir, f"fold{fold}", [record])
     start = time.perf_counter()
@@ -152,8 +157,16 @@ def _train_fold(cfg: GraphTrainConfig, fold: int) -> Dict[str, Any]:
     }
 
 
-def train_graph_classifier(cfg: GraphTrainConfig) -> Dict[str, Any]:
+def train_graph_classifier(cfg: GraphTrainConfig,
+                           conv_factory: Optional[ConvFactory] = None
+                           ) -> Dict[str, Any]:
     """Cross-validate; return (and write to ``cfg.output_json``) the report.
+
+    ``conv_factory(hidden_channels, num_edge_types) -> module`` trains that
+    layer in place of :class:`pyg_rbp.RBPGatedGraphConv` (the layer options
+    of ``cfg`` are then unused; a factory with ``num_edge_types = 1`` gets
+    the graphs untyped; its ``name`` goes into the report's ``conv``):
+    ``benchmarks/baselines.py`` passes PyG's ``GatedGraphConv`` this way.
 
     Returns a dict with ``test_acc`` (mean over folds of the validation-
     selected figure), ``test_acc_std``, ``folds`` (per-fold records with
@@ -168,10 +181,11 @@ def train_graph_classifier(cfg: GraphTrainConfig) -> Dict[str, Any]:
     folds = []
     for i, fold in enumerate(cfg.folds_to_run()):
         with quiet_lightning(i > 0):
-            folds.append(_train_fold(cfg, fold))
+            folds.append(_train_fold(cfg, fold, conv_factory))
     accs = [f["test_acc"] for f in folds]
     result: Dict[str, Any] = {
-        "dataset": cfg.dataset, "method": cfg.method, "conv": cfg.conv,
+        "dataset": cfg.dataset, "method": cfg.method,
+        "conv": _conv_name(conv_factory),
         "protocol": "stratified k-fold; per fold, the epoch with the best "
                     "validation accuracy (ties: lower validation loss); "
                     "test never used for selection",

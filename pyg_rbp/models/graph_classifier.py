@@ -1,11 +1,11 @@
 """A GGNN graph classifier: encoder, RBPGatedGraphConv, readout, MLP."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor
-from torch_geometric.nn import GatedGraphConv, global_add_pool, \
+from torch_geometric.nn import global_add_pool, \
     global_mean_pool
 from torch_geometric.typing import Adj, OptTensor
 
@@ -14,7 +14,9 @@ from ..nn import RBPGatedGraphConv
 from .base import RBPModel
 
 READOUTS = ("gated", "sum", "mean")
-CONVS = ("rbp", "pyg")
+#: ``(hidden_channels, num_edge_types) -> layer``: builds a propagation
+#: layer in place of RBPGatedGraphConv.
+ConvFactory = Callable[[int, int], torch.nn.Module]
 
 
 class GatedReadout(torch.nn.Module):
@@ -73,20 +75,24 @@ class RBPGraphClassifier(RBPModel):
         per_graph_stopping (bool, optional): Judge convergence per graph of
             a mini-batch (converged graphs stop changing) instead of once for
             the whole batch. (default: :obj:`True`)
-        conv (str, optional): :obj:`"rbp"` (our layer) or :obj:`"pyg"`
-            (PyG's :class:`~torch_geometric.nn.conv.GatedGraphConv`: untied
-            weights, back-propagation through its ``num_layers`` steps, no
-            edge types; the baseline). (default: :obj:`"rbp"`)
+        conv (torch.nn.Module or callable, optional): A propagation layer to
+            use instead of :class:`pyg_rbp.RBPGatedGraphConv`, called as
+            ``conv(x, edge_index, batch=..., edge_type=...)``, or a factory
+            ``conv(hidden_channels, num_edge_types) -> Module`` called where
+            the layer would be built (the benchmarks' PyG
+            ``GatedGraphConv`` baseline, ``benchmarks/baselines.py``).
+            (default: :obj:`None`)
         **conv_kwargs (optional): Options of
             :class:`pyg_rbp.RBPGatedGraphConv` (``num_layers``, ``method``,
             ``backward_steps``, ``normalize``, ``jacobian_penalty``, ...);
-            with ``conv="pyg"`` only ``num_layers`` and ``aggr``.
+            not with ``conv``.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int,
                  out_channels: int, *, num_edge_types: int = 1,
                  readout: str = "gated", dropout: float = 0.0,
-                 per_graph_stopping: bool = True, conv: str = "rbp",
+                 per_graph_stopping: bool = True,
+                 conv: Optional[Union[torch.nn.Module, ConvFactory]] = None,
                  **conv_kwargs: Any) -> None:
         super().__init__()
         check_int("in_channels", in_channels, 1)
@@ -94,29 +100,27 @@ class RBPGraphClassifier(RBPModel):
         check_int("out_channels", out_channels, 1)
         self.num_edge_types = check_int("num_edge_types", num_edge_types, 1)
         self.readout_kind = check_choice("readout", readout, READOUTS)
-        self.conv_kind = check_choice("conv", conv, CONVS)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"'dropout' must be in [0, 1) (got {dropout})")
+        if conv is not None and conv_kwargs:
+            raise ValueError(f"pass layer options either in 'conv' or as "
+                             f"keywords, not both (got conv and "
+                             f"{sorted(conv_kwargs)})")
         self.dropout = dropout
         self.per_graph_stopping = bool(per_graph_stopping)
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
-        if conv == "pyg":
-            unknown = set(conv_kwargs) - {"num_layers", "aggr"}
-            if unknown:
-                raise ValueError(f"conv='pyg' (PyG's GatedGraphConv) takes "
-                                 f"only num_layers and aggr (got "
-                                 f"{sorted(unknown)})")
-            if num_edge_types > 1:
-                raise ValueError(f"conv='pyg': PyG's GatedGraphConv has no "
-                                 f"edge types (got num_edge_types="
-                                 f"{num_edge_types}); use conv='rbp'")
-            self.conv: torch.nn.Module = GatedGraphConv(
-                hidden_channels, conv_kwargs.get("num_layers", 5),
-                aggr=conv_kwargs.get("aggr", "add"))
-        else:
-            self.conv = RBPGatedGraphConv(hidden_channels,
-                                          num_edge_types=num_edge_types,
-                                          **conv_kwargs)
+        if conv is None:
+            conv = RBPGatedGraphConv(hidden_channels,
+                                     num_edge_types=num_edge_types,
+                                     **conv_kwargs)
+        elif not isinstance(conv, torch.nn.Module) and callable(conv):
+            conv = conv(hidden_channels, num_edge_types)
+        if not isinstance(conv, torch.nn.Module):
+            raise TypeError(f"'conv' must be a torch.nn.Module called like "
+                            f"RBPGatedGraphConv, or a factory of one (got "
+                            f"{type(conv).__name__}); PyG's GatedGraphConv "
+                            f"baseline is in benchmarks/baselines.py")
+        self.conv: torch.nn.Module = conv
         width = 2 * hidden_channels
         self.gated = GatedReadout(width, hidden_channels) \
             if readout == "gated" else None
@@ -145,13 +149,10 @@ class RBPGraphClassifier(RBPModel):
         if num_graphs is None:
             num_graphs = int(batch.max()) + 1 if batch.numel() else 1
         x = self.encoder(x).relu()
-        if self.conv_kind == "pyg":
-            h = self.conv(x, edge_index)
-        else:
-            h = self.conv(x, edge_index,
-                          batch=batch if self.per_graph_stopping else None,
-                          edge_type=edge_type if self.num_edge_types > 1
-                          else None)
+        h = self.conv(x, edge_index,
+                      batch=batch if self.per_graph_stopping else None,
+                      edge_type=edge_type if self.num_edge_types > 1
+                      else None)
         hx = torch.cat([h, x], dim=-1)
         if self.gated is not None:
             g = self.gated(hx, batch, num_graphs)

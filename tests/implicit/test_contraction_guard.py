@@ -93,7 +93,17 @@ def test_layer_default_guards_an_unconverged_training_call() -> None:
     with pytest.warns(UserWarning, match="did not reach tol"):
         conv(x, edge_index).sum().backward()
     assert conv.stats.contraction_penalty is not None
-    assert conv.contraction_bound == 0.99 and conv.contraction_weight == 10.0
+    # the default is bound 0.99, weight 10: the same penalty as set by hand
+    explicit = RBPGatedGraphConv(8, num_layers=3, tol=1e-12,
+                                 contraction_bound=0.99,
+                                 contraction_weight=10.0)
+    explicit.load_state_dict(conv.state_dict())
+    for layer in (conv, explicit):
+        torch.manual_seed(7)  # the power iteration's start
+        with pytest.warns(UserWarning, match="did not reach tol"):
+            layer(x, edge_index)
+    assert conv.stats.contraction_penalty == \
+        explicit.stats.contraction_penalty
     off = RBPGatedGraphConv(8, num_layers=3, tol=1e-12,
                             contraction_bound=None)
     with pytest.warns(UserWarning):

@@ -1,6 +1,9 @@
 """RBPGraphClassifier: readouts, the PyG baseline, batching, bad options."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch_geometric.data import Batch, Data
@@ -85,24 +88,40 @@ def test_per_graph_and_batch_wide_stopping_reach_the_same_point() -> None:
     assert batch_wide.stats.graph_steps is None
 
 
-def test_pyg_gated_graph_conv_baseline() -> None:
+def test_a_layer_of_ones_own() -> None:
+    """conv= takes a module or a factory (the benchmarks' PyG baseline);
+    the model then equals encoder -> that layer -> readout -> head."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] /
+                           "benchmarks"))
+    from baselines import PygGatedGraphConv, pyg_factory
     data = _batch()
-    model = RBPGraphClassifier(4, 16, 2, conv="pyg", num_layers=3)
+    torch.manual_seed(0)
+    model = RBPGraphClassifier(4, 16, 2, conv=pyg_factory(3))
+    torch.manual_seed(0)
+    encoder = torch.nn.Linear(4, 16)
+    layer = PygGatedGraphConv(16, 3)
+    assert torch.equal(model.encoder.weight, encoder.weight)
+    assert torch.equal(model.conv.conv.weight, layer.conv.weight)
     out = model(data.x, data.edge_index, data.batch)
     assert out.shape == (3, 2) and model.stats is None
-    assert type(model.conv).__name__ == "GatedGraphConv"
-    with pytest.raises(ValueError, match="PyG's GatedGraphConv has no edge "
-                                         "types"):
-        RBPGraphClassifier(4, 16, 2, conv="pyg", num_edge_types=4)
-    with pytest.raises(ValueError, match=r"takes only num_layers and aggr "
-                                         r"\(got \['method'\]\)"):
-        RBPGraphClassifier(4, 16, 2, conv="pyg", method="neumann")
+    model.eval()
+    x = model.encoder(data.x).relu()
+    h = layer.eval()(x, data.edge_index)
+    g = model.gated(torch.cat([h, x], -1), data.batch, 3)
+    torch.testing.assert_close(model(data.x, data.edge_index, data.batch),
+                               model.head(g))
+    given = RBPGraphClassifier(4, 16, 2, conv=layer)
+    assert given.conv is layer
+    with pytest.raises(ValueError, match="not both"):
+        RBPGraphClassifier(4, 16, 2, conv=layer, method="neumann")
+    with pytest.raises(TypeError, match="benchmarks/baselines.py"):
+        RBPGraphClassifier(4, 16, 2, conv="pyg")
 
 
 @pytest.mark.parametrize("kwargs, err, match", [
     (dict(readout="max"), ValueError,
      "'readout' must be one of 'gated', 'sum', 'mean'"),
-    (dict(conv="dgl"), ValueError, "'conv' must be one of 'rbp', 'pyg'"),
+    (dict(conv="dgl"), TypeError, "'conv' must be a torch.nn.Module"),
     (dict(dropout=1.0), ValueError, r"'dropout' must be in \[0, 1\)"),
     (dict(num_edge_types=0), ValueError, "'num_edge_types' must be >= 1"),
     (dict(method="adjoint"), ValueError, "'method' must be one of"),

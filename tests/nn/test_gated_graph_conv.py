@@ -27,9 +27,15 @@ def test_repr_and_defaults() -> None:
     assert repr(conv) == "RBPGatedGraphConv(32, num_layers=3, method=neumann)"
     assert repr(RBPGatedGraphConv(8, 5, method="cg")) == \
         "RBPGatedGraphConv(8, num_layers=5, method=cg)"
-    conv = RBPGatedGraphConv(16)
-    assert conv.num_layers == 100 and conv.method == "neumann"
+    conv = RBPGatedGraphConv(16, tol=0.0)
     assert conv.stats is None
+    # the defaults at work: 100 propagation steps, Neumann-RBP with at
+    # most 20 terms
+    x, edge_index = torch.randn(6, 16), torch.tensor([[0, 1, 2], [1, 2, 0]])
+    conv(x, edge_index).sum().backward()
+    assert conv.stats.forward_steps == 100
+    assert conv.stats.method == "neumann"
+    assert 1 <= conv.stats.backward_steps <= 20
 
 
 def test_same_positional_arguments_as_gated_graph_conv() -> None:
