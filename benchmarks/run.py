@@ -82,15 +82,26 @@ def load_graph(name: str, data_root: Optional[str]):
         "real graph (ind.pubmed.graph)"
 
 
-def worker_env(threads: int) -> Dict[str, str]:
-    """The environment of a measuring process. glibc's malloc raises its
-    mmap threshold as large blocks are freed, after which freed tensors stay
-    in the heap and peak RSS reflects the heap's growth rather than live
-    memory (the same Neumann step measured 142 to 219 MiB); a fixed
-    threshold makes every tensor above 64 KiB its own mapping, returned when
-    freed, so peak RSS is the peak of live memory (repeatable to 1 %)."""
-    return dict(os.environ, OMP_NUM_THREADS=str(threads),
-                MALLOC_MMAP_THRESHOLD_="65536")
+def worker_env(threads: int, part: str) -> Dict[str, str]:
+    """The environment of a measuring process.
+
+    ``part='memory'``: glibc's malloc raises its mmap threshold as large
+    blocks are freed, after which freed tensors stay in the heap and peak
+    RSS reflects the heap's growth rather than live memory (the same
+    Neumann step measured 142 to 219 MiB); a fixed threshold makes every
+    tensor above 64 KiB its own mapping, returned when freed, so peak RSS is
+    the peak of live memory (repeatable to 1 %).
+
+    ``part='time'``: malloc as users run it. The fixed threshold makes every
+    large allocation a fresh mapping (page faults, zeroing), which costs an
+    allocation-heavy contender far more than a lean one: torchdeq's step
+    took 2.83 s without it and much longer with it, so time is never
+    measured under it (issue 19)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    if part == "memory":
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    return env
 
 
 def _median_time(step, reps: int, sync) -> float:
@@ -156,6 +167,8 @@ def measure(cfg: Dict) -> Dict:
         return [p.grad for p in params]
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if cfg.get("part") == "time":  # its own process, malloc as users have it
+        return {"time_s": _median_time(step, cfg["reps"], sync)}
     with torch.no_grad():  # baseline: everything allocated but the graph
         forward()
     if device.type == "cuda":
@@ -163,7 +176,6 @@ def measure(cfg: Dict) -> Dict:
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with SavedTensorMeter() as meter:
         grads = step()
-    time_s = _median_time(step, cfg["reps"], sync)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated()
     else:
@@ -186,7 +198,7 @@ def measure(cfg: Dict) -> Dict:
             "features": "random, width = hidden", "num_nodes": n,
             "num_edges": int(edge_index.size(1)), "method": method,
             "contender": contender, "steps": steps, "backward_steps": k,
-            "hidden": hidden, "time_s": time_s, "peak_mem_bytes": int(peak),
+            "hidden": hidden, "peak_mem_bytes": int(peak),
             "saved_bytes": meter.bytes, "grad_rel_error": error,
             "device": str(device), "threads": cfg["threads"]}
 
@@ -286,14 +298,20 @@ def main() -> int:
     for cfg in configurations(a):
         if cfg["contender"] == "torchdeq" and not a.torchdeq:
             continue
-        run = subprocess.run(
-            [sys.executable, __file__, "--output-json", "-", "--worker",
-             json.dumps(cfg)], capture_output=True, text=True,
-            env=worker_env(a.threads))
-        if run.returncode != 0:
-            print(f"failed: {cfg}\n{run.stderr[-2000:]}", file=sys.stderr)
-            return 1
-        rec = json.loads(run.stdout.strip().splitlines()[-1])
+        # memory (and the gradient's error) under a fixed mmap threshold,
+        # time in a separate process without it: see worker_env
+        rec: Dict = {}
+        for part in ("memory", "time"):
+            run = subprocess.run(
+                [sys.executable, __file__, "--output-json", "-", "--worker",
+                 json.dumps(dict(cfg, part=part))], capture_output=True,
+                text=True, env=worker_env(a.threads, part))
+            if run.returncode != 0:
+                print(f"failed: {cfg} ({part})\n{run.stderr[-2000:]}",
+                      file=sys.stderr)
+                return 1
+            rec.update(json.loads(run.stdout.strip().splitlines()[-1]))
+        rec["timing"] = "separate process, default malloc"
         records.append(rec)
         print(f"{rec['graph']:8} T={rec['steps']:<4} K={rec['backward_steps']:<3}"
               f" {rec['contender']:>14} {rec['method']:<11} "

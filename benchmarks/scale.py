@@ -118,7 +118,7 @@ def run_one(cfg: Dict, cap_gib: float) -> Dict:
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(cfg)],
         capture_output=True, text=True, preexec_fn=apply_cap,
-        env=worker_env(cfg["threads"]))
+        env=worker_env(cfg["threads"], "memory"))
     if proc.returncode != 0:
         text = proc.stderr[-1500:]
         return {"contender": cfg["contender"], "nodes": cfg["nodes"],

@@ -44,6 +44,18 @@ def test_harness_smallest_form(tmp_path) -> None:
     assert "| Cora | 4 | 2 | pyg_rbp | neumann |" in run.stdout
 
 
+def test_time_is_never_measured_under_the_mmap_threshold(monkeypatch) -> None:
+    """Memory runs fix malloc's mmap threshold (peak RSS = live memory);
+    timing runs get malloc as users have it, even if the caller set it."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    import run as harness
+    assert "MALLOC_MMAP_THRESHOLD_" not in harness.worker_env(1, "time")
+    assert harness.worker_env(1, "memory")["MALLOC_MMAP_THRESHOLD_"] == \
+        "65536"
+    assert harness.worker_env(3, "time")["OMP_NUM_THREADS"] == "3"
+
+
 def test_babi_harness_smallest_form(tmp_path) -> None:
     """Two contenders, one fold, two epochs: each writes its compact JSON
     and the table has their cells."""

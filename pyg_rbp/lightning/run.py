@@ -46,6 +46,10 @@ class TrainConfig(RunConfig):
     input_dropout: float = opt(0.8, help="dropout on the input features")
     out_propagation: int = opt(2, help="smoothing steps on the logits "
                                        "(0: none)")
+    warm_start: bool = opt(False, help="start each propagation at the last "
+                                       "fixed point on the same graph "
+                                       "(full batch; safe where F "
+                                       "contracts)")
 
     def check(self) -> None:
         """Refuse bad or incompatible options before anything starts."""
@@ -95,7 +99,7 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
         out_propagation=cfg.out_propagation, lr=cfg.lr,
         jacobian_weight=cfg.jacobian_weight,
         weight_decay=cfg.weight_decay, evaluator=evaluator,
-        **cfg.layer_options())
+        warm_start=cfg.warm_start, **cfg.layer_options())
     run_dir = Path(cfg.output_dir) / f"{cfg.dataset}-{cfg.method}-s{cfg.seed}"
     history = EpochHistory()
     # Checkpoints go to the logger's version folder, one per run:

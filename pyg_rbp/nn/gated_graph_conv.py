@@ -20,6 +20,7 @@ from ._options import gradient_method, set_solver_options
 from .adjacency import MATRIX_AGGRS, SparseMatrix, build_aggregate
 from .ggnn_step import GGNNStep
 from .graph_input import check_edge_type, standardise_graph
+from .warm_start import WarmStarts, graph_key
 
 
 #: Scale of the state-acting weights at initialisation (see reset_parameters).
@@ -134,6 +135,13 @@ class RBPGatedGraphConv(MessagePassing):
             (default: :obj:`0.99`)
         contraction_weight (float, optional): Its weight :math:`w`.
             (default: :obj:`10.0`)
+        warm_start (bool, optional): Start each call's propagation at the
+            previous call's fixed point on the same graph (the same
+            ``edge_index`` tensor, unchanged), instead of at ``x``; a few
+            graphs are remembered. Safe where :math:`F` contracts (the fixed
+            point is unique, so the RBP gradient is unchanged and only steps
+            are saved); see :mod:`pyg_rbp.nn.warm_start`.
+            (default: :obj:`False`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
@@ -165,6 +173,7 @@ class RBPGatedGraphConv(MessagePassing):
                  jacobian_penalty: Optional[str] = None,
                  contraction_bound: Optional[float] = CONTRACTION_BOUND,
                  contraction_weight: float = CONTRACTION_WEIGHT,
+                 warm_start: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(aggr=aggr, **kwargs)
         self.out_channels = check_int("out_channels", out_channels, 1)
@@ -196,6 +205,11 @@ class RBPGatedGraphConv(MessagePassing):
                                             contraction_weight)
         self.stats: Optional[RBPStats] = None
         self._adjacency: Optional[SparseMatrix] = None
+        if not isinstance(warm_start, bool):
+            raise TypeError(f"'warm_start' must be a bool (got "
+                            f"{type(warm_start).__name__})")
+        self.warm_start = warm_start
+        self._warm = WarmStarts()
 
         num_weights = self._num_weights()
         self.weight = Parameter(torch.empty(out_channels, out_channels)
@@ -234,6 +248,7 @@ class RBPGatedGraphConv(MessagePassing):
         Jacobian is nilpotent there); on graphs with cycles :math:`g > 1`
         can make :math:`F` expansive, so pair it with the Jacobian penalty.
         """
+        self._warm.clear()  # stored fixed points belong to old weights
         super().reset_parameters()
         uniform(self.out_channels, self.weight)
         self.rnn.reset_parameters()
@@ -257,12 +272,21 @@ class RBPGatedGraphConv(MessagePassing):
         """Propagate to the fixed point; see the class docstring."""
         step, h0 = self.fixed_point_map(x, edge_index, edge_weight,
                                         edge_type)
+        # training and evaluation calls keep separate states: dropout
+        # makes their inputs, and so their fixed points, differ
+        key = graph_key(edge_index, h0.size(0), h0.size(1), h0.dtype,
+                        h0.device) if self.warm_start else None
+        key = None if key is None else (self.training, key)
+        warm = self._warm.get(key)
+        if warm is not None:
+            h0 = warm
         h, self.stats = rbp(step, h0, method=gradient_method(self),
                             max_iter=self.num_layers, tol=self.tol,
                             solver=self.solver, batch=batch,
                             jacobian_penalty=self.jacobian_penalty,
                             contraction_bound=self.contraction_bound,
                             contraction_weight=self.contraction_weight)
+        self._warm.put(key, h)
         return h
 
     def fixed_point_map(

@@ -20,7 +20,8 @@ differs.
 """
 from __future__ import annotations
 
-from typing import Optional
+from collections import OrderedDict
+from typing import Hashable, Optional
 
 import torch
 from torch import Tensor
@@ -31,6 +32,7 @@ from ..implicit import MethodLike, RBPStats, rbp
 from ._options import gradient_method, set_solver_options
 from .adjacency import SparseMatrix, normalized_adjacency
 from .graph_input import standardise_graph
+from .warm_start import WARM_START_GRAPHS, graph_key
 
 
 def project_rows_l1(weight: Tensor, radius: float) -> Tensor:
@@ -55,19 +57,15 @@ def spectral_radius(adj: Tensor, iters: int = 500) -> float:
     r""":math:`\rho(\hat{\mathbf{A}})` of a non-negative sparse matrix by
     power iteration (its Perron root; exact enough for the projection)."""
     n = adj.size(0)
-    if n == 0:
+    if n == 0 or iters < 1:
         return 0.0
-    v = torch.ones(n, 1, dtype=torch.float64, device=adj.device)
+    v = torch.full((n, 1), n ** -0.5, dtype=torch.float64, device=adj.device)
     a = adj.to(torch.float64)
-    est = 0.0
-    for _ in range(iters):
+    for _ in range(iters):  # ||v|| = 1: ||A v|| is the estimate
         w = a @ v
-        norm = float(w.norm())
-        if norm == 0:
-            return 0.0
-        est = norm / float(v.norm())
-        v = w / norm
-    return est
+        norm = torch.linalg.vector_norm(w)
+        v = w / norm.clamp_min(1e-300)  # a zero matrix stays at 0
+    return float(norm)  # the one host synchronisation
 
 
 class IGNNConv(torch.nn.Module):
@@ -110,6 +108,8 @@ class IGNNConv(torch.nn.Module):
         self.bias = Parameter(torch.empty(out_channels))
         self.stats: Optional[RBPStats] = None
         self._rho: Optional[float] = None
+        #: rho(A_hat) per graph (the power iteration runs once per graph)
+        self._rho_cache: "OrderedDict[Hashable, float]" = OrderedDict()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -127,11 +127,21 @@ class IGNNConv(torch.nn.Module):
         if x.dim() != 2 or x.size(-1) != self.in_channels:
             raise ValueError(f"'x' must have shape [N, {self.in_channels}] "
                              f"(got {list(x.shape)})")
+        given = edge_index
         edge_index, _ = standardise_graph(edge_index, None, x.size(0),
                                           x.device, type(self).__name__)
+        # the given tensor's identity (the checked copy is new every call)
+        key = graph_key(given, x.size(0), 0, x.dtype, x.device, content=True)
         adj = SparseMatrix(self.normalized_adjacency(edge_index, x.size(0),
                                                      x.dtype))
-        self._rho = spectral_radius(adj.adj)
+        if key is not None and key in self._rho_cache:
+            self._rho = self._rho_cache[key]
+        else:
+            self._rho = spectral_radius(adj.adj)
+            if key is not None:
+                self._rho_cache[key] = self._rho
+                while len(self._rho_cache) > WARM_START_GRAPHS:
+                    self._rho_cache.popitem(last=False)
         injected = adj(x @ self.input_weight.t()) + self.bias
         weight_t = self.weight.t()
 
