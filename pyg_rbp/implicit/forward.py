@@ -24,10 +24,15 @@ from typing import Callable, List, Optional
 import torch
 from torch import Tensor
 
+from .maps import restrict
 from .precision import STALL_STEPS, autocast_dtype, full_precision, \
     switch_tol
 
 SOLVERS = ("fixed_point", "anderson")
+
+#: Per-graph stopping evaluates F only on the graphs still running once
+#: they hold at most this share of the current state's nodes.
+COMPACT_SHARE = 0.5
 
 _EPS = 1e-12
 
@@ -118,6 +123,15 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
     :func:`~pyg_rbp.implicit.precision.switch_tol` or stalls, then with
     autocast off (see :mod:`pyg_rbp.implicit.precision`); the state keeps
     ``h``'s dtype throughout.
+
+    With ``batch`` (per-graph stopping), no grad, plain iteration and a map
+    that implements :class:`~pyg_rbp.implicit.maps.RestrictableMap`, the
+    converged graphs leave the computation: once the graphs still running
+    hold at most :data:`COMPACT_SHARE` of the current state's nodes, the
+    loop goes on with ``f.restrict(nodes)`` on their rows only (again each
+    time the share halves), and writes them back at the end. The converged
+    graphs' rows were frozen anyway, so the result is the same; the saved
+    evaluations of F become time.
     """
     device = h.device
     done = torch.zeros(num_graphs, dtype=torch.bool, device=device)
@@ -133,6 +147,11 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
     low = autocast_dtype(device_type)
     switch_at = max(tol, switch_tol(low)) if low is not None else 0.0
     low_steps, best, since_best = 0, float("inf"), 0
+    # compaction: the rows of the full state the current one holds
+    compact = tol > 0 and batch is not None and mixer is None and \
+        not torch.is_grad_enabled() and callable(getattr(f, "restrict", None))
+    full: Optional[Tensor] = None
+    rows: Optional[Tensor] = None
     for k in range(max_steps):
         with full_precision(device_type, active=low is None):
             fh = f(h)
@@ -178,7 +197,25 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
             done = done | newly
             if bool(done.all()):
                 break
+            if compact:
+                running = (~done)[batch]
+                kept = int(running.sum())
+                if kept <= COMPACT_SHARE * h.size(0):
+                    nodes = running.nonzero().view(-1)
+                    sub = restrict(f, nodes)
+                    if sub is None:
+                        compact = False
+                    else:
+                        if full is None:
+                            full, rows = h.clone(), nodes
+                        else:
+                            full.index_copy_(0, rows, h)
+                            rows = rows[nodes]
+                        f, h, batch = sub, h[nodes], batch[nodes]
         else:
             h = nxt
+    if rows is not None:  # the running graphs' rows back into place
+        full.index_copy_(0, rows, h)
+        h = full
     return IterationResult(h, steps, trace, done, graph_steps, graph_res,
                            nonfinite, low_steps)

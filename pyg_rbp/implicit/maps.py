@@ -73,3 +73,28 @@ def release(f: object) -> None:
     done = getattr(f, "release", None)
     if callable(done):
         done()
+
+
+@runtime_checkable
+class RestrictableMap(Protocol):
+    r"""A map that can evaluate :math:`F` on part of the state.
+
+    ``restrict(nodes)`` returns the map on the rows ``nodes`` of the state
+    (renumbered in that order), or ``None`` where it cannot. The forward
+    loop calls it with whole graphs of a batch (the graphs still running,
+    once enough have converged), which no edge links to the rest, so the
+    restricted map computes exactly those rows of :math:`F`:
+    :class:`pyg_rbp.nn.GGNNStep` implements it.
+    """
+
+    def __call__(self, h: Tensor) -> Tensor: ...
+
+    def restrict(self, nodes: Tensor) -> Optional[Callable[[Tensor], Tensor]]:
+        ...
+
+
+def restrict(f: object, nodes: Tensor
+             ) -> Optional[Callable[[Tensor], Tensor]]:
+    """``f.restrict(nodes)`` where ``f`` offers it, else ``None``."""
+    method = getattr(f, "restrict", None)
+    return method(nodes) if callable(method) else None

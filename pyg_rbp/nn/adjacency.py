@@ -136,6 +136,28 @@ class SparseMatrix:
         self.groups = groups
         self._adj_t: Optional[Tensor] = None
 
+    def restrict(self, nodes: Tensor) -> "SparseMatrix":
+        """The matrix between ``nodes`` only (rows and, per group, columns),
+        renumbered ``0..len(nodes)-1`` in the order given. Exact for
+        ``nodes`` that are whole connected components (whole graphs of a
+        batch): no entry links them to the rest."""
+        n, g = self.adj.size(0), self.groups
+        adj = self.adj
+        crow, col, val = (adj.crow_indices(), adj.col_indices(),
+                          adj.values())
+        new_of = torch.full((n, ), -1, dtype=torch.long, device=col.device)
+        new_of[nodes] = torch.arange(nodes.numel(), device=col.device)
+        row = torch.repeat_interleave(
+            torch.arange(n, device=col.device), crow[1:] - crow[:-1])
+        src, kind = col // g, col % g
+        keep = (new_of[row] >= 0) & (new_of[src] >= 0)
+        m = nodes.numel()
+        sub = torch.sparse_coo_tensor(
+            torch.stack([new_of[row[keep]], new_of[src[keep]] * g +
+                         kind[keep]]), val[keep], (m, m * g),
+            check_invariants=False).coalesce().to_sparse_csr()
+        return SparseMatrix(sub, groups=g)
+
     def transposed(self) -> Tensor:
         if self._adj_t is None:
             self._adj_t = self.adj.t().to_sparse_csr()

@@ -90,8 +90,16 @@ class GGNNStep:
         self._gates: Optional[tuple] = None
         # The constants are built in full precision even under autocast: the
         # map may finish in float32 (see pyg_rbp.implicit.precision).
+        low = autocast_dtype(x.device.type)
         with full_precision(x.device.type):
             self._build(x, weight, rnn)
+            # Under autocast, their low-precision copies once per call, not
+            # once per step (autocast would cast these non-leaf tensors again
+            # at every GEMM), for the steps without grad: the forward loop.
+            # Recorded steps keep autocast's own casts, so that BPTT sums
+            # its per-step weight gradients in float32, not in the copy's
+            # low precision.
+            self._low = None if low is None else self._cast(low)
 
     def _build(self, x: Tensor, weight: Tensor,
                rnn: torch.nn.GRUCell) -> None:
@@ -124,6 +132,15 @@ class GGNNStep:
         self.b_h_n = rnn.bias_hh[2 * c:] if rnn.bias_hh is not None \
             else None
 
+    _CONSTANTS = ("gi_x_rz", "gi_x_n", "w_m_rz", "w_m_n", "w_h_rz", "w_h_n",
+                  "b_h_n", "pre")
+
+    def _cast(self, dtype: torch.dtype) -> dict:
+        with torch.no_grad():
+            return {"dtype": dtype, **{
+                n: None if getattr(self, n) is None
+                else getattr(self, n).to(dtype) for n in self._CONSTANTS}}
+
     # -- the map ------------------------------------------------------------
     def __call__(self, h: Tensor) -> Tensor:
         if autocast_dtype(h.device.type) is not None:
@@ -137,12 +154,21 @@ class GGNNStep:
         gates and the new state in ``h``'s dtype (out-of-place, so autograd
         can record it too)."""
         f = h.dtype
-        m = self._message(h)
-        rz = torch.sigmoid(torch.addmm(self.gi_x_rz, m, self.w_m_rz).to(f)
-                           + (h @ self.w_h_rz).to(f))
+        if torch.is_grad_enabled():  # autocast casts the float32 constants
+            low = {"dtype": None, **{n: getattr(self, n)
+                                     for n in self._CONSTANTS}}
+        else:
+            low = self._low
+            if low is None or low["dtype"] != autocast_dtype(h.device.type):
+                low = self._low = self._cast(autocast_dtype(h.device.type))
+        m = self.aggregate(h) if low["pre"] is None else \
+            self.aggregate(h @ low["pre"])
+        rz = torch.sigmoid(torch.addmm(low["gi_x_rz"], m, low["w_m_rz"])
+                           .to(f) + (h @ low["w_h_rz"]).to(f))
         r, z = rz.chunk(2, dim=1)
-        a = torch.addmm(self.gi_x_n, m, self.w_m_n).to(f) + \
-            r * self._h_n(h).to(f)
+        h_n = h @ low["w_h_n"] if low["b_h_n"] is None else \
+            torch.addmm(low["b_h_n"], h, low["w_h_n"])
+        a = torch.addmm(low["gi_x_n"], m, low["w_m_n"]).to(f) + r * h_n.to(f)
         return torch.lerp(torch.tanh(a), h, z)
 
     def _message(self, h: Tensor) -> Tensor:
@@ -185,6 +211,26 @@ class GGNNStep:
                 a.mul_(2).sigmoid_().mul_(2).sub_(1)
             torch.lerp(n, hb, rz[:, c:], out=out[i:j])
         return out
+
+    def restrict(self, nodes: Tensor) -> Optional["GGNNStep"]:
+        """:math:`F` on the rows ``nodes`` only, which must be whole graphs
+        of the batch (the optional protocol of
+        :class:`pyg_rbp.implicit.maps.RestrictableMap`: the forward loop
+        stops evaluating graphs that have converged); ``None`` without a
+        constant aggregation matrix."""
+        if not isinstance(self.aggregate, SparseMatrix):
+            return None
+        sub = object.__new__(GGNNStep)
+        sub.__dict__.update(self.__dict__)
+        sub.aggregate = self.aggregate.restrict(nodes)
+        sub.gi_x_rz = self.gi_x_rz.index_select(0, nodes)
+        sub.gi_x_n = self.gi_x_n.index_select(0, nodes)
+        if self._low is not None:
+            sub._low = {**self._low,
+                        "gi_x_rz": self._low["gi_x_rz"].index_select(0, nodes),
+                        "gi_x_n": self._low["gi_x_n"].index_select(0, nodes)}
+        sub._gates = None
+        return sub
 
     # -- its transposed Jacobian ---------------------------------------------
     @property

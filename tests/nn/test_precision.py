@@ -115,3 +115,37 @@ def test_no_tf32_restores_the_settings() -> None:
         assert getattr(matmul, key) == tf32
     finally:
         setattr(matmul, key, before)
+
+
+def _autocast_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cpu" else torch.float16
+
+
+@pytest.mark.parametrize("types", [1, 3])
+def test_constants_cast_once_per_call(device: torch.device,
+                                      types: int) -> None:
+    """Under autocast the step keeps low-precision copies of its constants
+    for its steps without grad (one cast per call, not per step): they give
+    exactly the values of autocast's own per-op casts. Steps with grad use
+    the float32 constants, so BPTT's weight gradients are summed over the
+    steps in float32 (a shared low-precision copy would sum them in bf16)."""
+    conv, x, ei, et = _problem(types)
+    conv, x, ei = conv.to(device), x.to(device), ei.to(device)
+    et = None if et is None else et.to(device)
+    dtype = _autocast_dtype(device)
+    h = torch.randn_like(x)
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        step, _ = conv.fixed_point_map(x, ei, edge_type=et)
+        assert step._low is not None and step._low["w_m_rz"].dtype == dtype
+        assert step._low["w_m_rz"].grad_fn is None
+        with torch.no_grad():
+            fast = step(step(h))
+            step._low = {k: (getattr(step, k) if k != "dtype" else v)
+                         for k, v in step._low.items()}  # per-op casts
+            slow = step(step(h))
+        torch.testing.assert_close(fast, slow, rtol=0, atol=0)
+        recorded = step(step(h))  # with grad: the float32 constants
+    torch.testing.assert_close(recorded.detach(), fast, rtol=0, atol=0)
+    recorded.float().pow(2).sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32
+               for p in conv.parameters())
