@@ -19,7 +19,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import pytorch_lightning as pl
 import torch
 
-from .._checks import check_int
 from ..data.babi import BABI_FOLDS, BABI_TASKS
 from .babi_module import BabiDataModule, BabiModule
 from .base import flush_denormals
@@ -57,10 +56,12 @@ class BabiTrainConfig(RunConfig):
     folds: Sequence[int] = opt(factory=lambda: [1], choices=BABI_FOLDS,
                                metavar="F", help="folds to run (1..10)")
     question_types: Optional[Sequence[int]] = opt(
-        None, help="question types to run (default: all)")
-    train_examples: int = opt(50, help="training questions per type")
-    val_examples: int = opt(50, help="validation questions per type (the "
-                                     "next ones of the training file)")
+        None, minimum=1, help="question types to run (default: all)")
+    train_examples: int = opt(50, minimum=1,
+                              help="training questions per type")
+    val_examples: int = opt(50, minimum=1,
+                            help="validation questions per type (the next "
+                                 "ones of the training file)")
     edge_types: bool = opt(True, help="one weight per edge type and "
                                       "direction (--no-edge-types: ignore "
                                       "them)")
@@ -70,10 +71,6 @@ class BabiTrainConfig(RunConfig):
         super().check()
         if not self.folds:
             raise ValueError("--folds needs at least one fold (1..10)")
-        for name in ("train_examples", "val_examples"):
-            check_int(name, getattr(self, name), 1)
-        for q in self.question_types or ():
-            check_int("question_types", q, 1)
 
 
 def _train_one(cfg: BabiTrainConfig, fold: int, question_type: int,

@@ -3,11 +3,12 @@ penalty, the optimiser and exact resumption."""
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from ..implicit import RBPStats
@@ -22,6 +23,23 @@ def _numpy_state_to_plain(state: tuple) -> tuple:
 def _numpy_state_from_plain(state: tuple) -> tuple:
     name, keys, pos, has_gauss, cached = state
     return (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and \
+        dist.is_initialized() else 1
+
+
+def _rng_state() -> Dict[str, Any]:
+    """This process's random states, as plain types and tensors only
+    (checkpoints load with ``torch.load(weights_only=True)``)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all()
+        if torch.cuda.is_available() else [],
+        "numpy": _numpy_state_to_plain(np.random.get_state()),
+        "python": random.getstate(),
+    }
 
 
 def flush_denormals() -> None:
@@ -95,19 +113,28 @@ class RBPLightningModule(pl.LightningModule):
     # -- exact resumption --------------------------------------------------
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         """Store the random states, so that a resumed run draws the same
-        dropout masks and samples as an uninterrupted one."""
-        checkpoint["pyg_rbp_rng"] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all()
-            if torch.cuda.is_available() else [],
-            # Plain types and tensors only: checkpoints load with
-            # torch.load(weights_only=True).
-            "numpy": _numpy_state_to_plain(np.random.get_state()),
-            "python": random.getstate(),
-        }
+        dropout masks and samples as an uninterrupted one. Under
+        ``torch.distributed`` (DDP) every rank's states are gathered
+        (Lightning builds the checkpoint on every rank, rank 0 writes it):
+        ``pyg_rbp_rng_per_rank[r]`` is rank ``r``'s, ``pyg_rbp_rng`` rank
+        0's, as a single-process checkpoint has it."""
+        state = _rng_state()
+        checkpoint["pyg_rbp_rng"] = state
+        if _world_size() > 1:
+            states: List[Any] = [None] * _world_size()
+            dist.all_gather_object(states, state)
+            checkpoint["pyg_rbp_rng"] = states[0]
+            checkpoint["pyg_rbp_rng_per_rank"] = states
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        """Restore this rank's random states (rank 0's where the checkpoint
+        holds no state for this rank: another world size)."""
         state = checkpoint.get("pyg_rbp_rng")
+        per_rank = checkpoint.get("pyg_rbp_rng_per_rank")
+        rank = dist.get_rank() if _world_size() > 1 else 0
+        if per_rank is not None and rank < len(per_rank) and \
+                len(per_rank) == _world_size():
+            state = per_rank[rank]
         if state is None:
             return
         torch.set_rng_state(state["torch"])

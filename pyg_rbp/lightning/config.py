@@ -30,7 +30,8 @@ LAYER_FIELDS = ("method", "num_layers", "tol", "solver", "backward_steps",
 def opt(default: Any = dataclasses.MISSING, help: Optional[str] = None,
         choices: Optional[Sequence[Any]] = None,
         metavar: Optional[str] = None, flag: Optional[str] = None,
-        negative: Optional[str] = None, factory: Any = None) -> Any:
+        negative: Optional[str] = None, factory: Any = None,
+        minimum: Optional[int] = None) -> Any:
     """A config field with what its command-line flag needs.
 
     Args:
@@ -43,10 +44,13 @@ def opt(default: Any = dataclasses.MISSING, help: Optional[str] = None,
         negative: For a bool: a flag that sets it ``False`` (e.g.
             ``--offline`` for ``download``), kept beside ``--no-<name>``.
         factory: A default factory (for list defaults).
+        minimum: For an int (or a list of ints): the smallest value
+            allowed (checked by :meth:`RunConfig.check`).
     """
     meta = {k: v for k, v in dict(help=help, choices=choices,
                                   metavar=metavar, flag=flag,
-                                  negative=negative).items() if v is not None}
+                                  negative=negative,
+                                  minimum=minimum).items() if v is not None}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -69,18 +73,19 @@ class RunConfig:
     method: str = opt("neumann", choices=METHODS,
                       help="gradient method: neumann / cg / fixed_point "
                            "(RBP), bptt, tbptt")
-    num_layers: Optional[int] = opt(30, help="most propagation steps T")
+    num_layers: Optional[int] = opt(30, minimum=1,
+                                    help="most propagation steps T")
     backward_steps: Optional[int] = opt(
-        10, help="K: Neumann terms / CG or fixed-point iterations / TBPTT "
-                 "truncation")
+        10, minimum=1, help="K: Neumann terms / CG or fixed-point "
+                            "iterations / TBPTT truncation")
     tol: Optional[float] = opt(1e-5, help="forward tolerance: stop when "
                                           "||F(h) - h|| <= tol ||h||")
     solver: Optional[str] = opt("fixed_point", choices=SOLVERS,
                                 help="forward solver")
     backward_tol: Optional[float] = opt(
         1e-6, help="stop the adjoint solve at this relative residual")
-    hidden: int = opt(64, help="hidden channels C")
-    max_epochs: int = opt(200, help="training epochs")
+    hidden: int = opt(64, minimum=1, help="hidden channels C")
+    max_epochs: int = opt(200, minimum=1, help="training epochs")
     seed: int = opt(0, help="random seed")
     lr: float = opt(0.01, help="Adam's learning rate")
     weight_decay: float = opt(5e-4, help="Adam's weight decay")
@@ -90,7 +95,7 @@ class RunConfig:
     gradient_clip: Optional[float] = opt(
         None, help="clip the gradient norm at this value (unset: no clip)")
     accelerator: str = opt("auto", help="cpu, gpu or auto")
-    devices: int = opt(1, help="devices (processes) to train on")
+    devices: int = opt(1, minimum=1, help="devices (processes) to train on")
     strategy: str = opt("auto", help="auto, ddp, ddp_spawn, ...")
     precision: Optional[str] = opt(
         None, choices=PRECISIONS,
@@ -112,8 +117,13 @@ class RunConfig:
         one place the shared options are checked (the parser and the
         layers trust a checked config)."""
         for f in dataclasses.fields(self):
-            choices = field_help(type(self), f.name).get("choices")
+            meta = field_help(type(self), f.name)
             value = getattr(self, f.name)
+            if "minimum" in meta and value is not None:
+                for v in value if isinstance(value, (list, tuple)) \
+                        else [value]:
+                    check_int(f.name, v, meta["minimum"])
+            choices = meta.get("choices")
             if choices is None or value is None:
                 continue
             if isinstance(value, str):
@@ -123,11 +133,6 @@ class RunConfig:
                 if v not in choices:
                     raise ValueError(f"'{f.name}' must be one of "
                                      f"{tuple(choices)} (got {v!r})")
-        for name in ("hidden", "max_epochs", "devices"):
-            check_int(name, getattr(self, name), 1)
-        for name in ("num_layers", "backward_steps"):
-            if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), 1)
         for name in ("tol", "backward_tol", "lr", "weight_decay",
                      "jacobian_weight"):
             if getattr(self, name) is not None:

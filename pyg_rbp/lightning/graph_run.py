@@ -21,7 +21,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pytorch_lightning as pl
 
-from .._checks import check_int
 from ..data import TU_DATASETS
 from ..models.graph_classifier import READOUTS, ConvFactory
 from .base import flush_denormals
@@ -42,10 +41,10 @@ class GraphTrainConfig(RunConfig):
     lr: float = opt(0.005)
     progress_bar: bool = opt(False)
     dataset: str = opt("MUTAG", choices=TU_DATASETS, help="the TU dataset")
-    folds: int = opt(10, help="k of the stratified k-fold")
+    folds: int = opt(10, minimum=2, help="k of the stratified k-fold")
     fold: Optional[Sequence[int]] = opt(
-        None, help="run only these folds (default: all)")
-    batch_size: int = opt(32, help="graphs per mini-batch")
+        None, minimum=0, help="run only these folds (default: all)")
+    batch_size: int = opt(32, minimum=1, help="graphs per mini-batch")
     readout: str = opt("gated", choices=READOUTS, help="graph readout")
     edge_types: bool = opt(True, help="one weight per edge label "
                                       "(--no-edge-types: ignore them)")
@@ -63,10 +62,7 @@ class GraphTrainConfig(RunConfig):
     def check(self) -> None:
         """Refuse bad or incompatible options before anything starts."""
         super().check()
-        check_int("batch_size", self.batch_size, 1)
-        check_int("folds", self.folds, 2)
         for f in self.fold or ():
-            check_int("fold", f, 0)
             if f >= self.folds:
                 raise ValueError(f"--fold {f} is not in [0, {self.folds})")
         if not 0 < self.val_fraction < 1:

@@ -12,7 +12,6 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from .._checks import check_int
 from ..data import DATASETS, OGB_DATASETS, SPLITS
 from .base import flush_denormals
 from .config import RunConfig, opt
@@ -34,18 +33,18 @@ class TrainConfig(RunConfig):
                           "split")
     loader: str = opt("full", choices=LOADERS,
                       help="full-batch, or neighbour-sampled mini-batches")
-    batch_size: int = opt(512, help="seed nodes per batch with --loader "
-                                    "neighbor")
+    batch_size: int = opt(512, minimum=1, help="seed nodes per batch with "
+                                               "--loader neighbor")
     num_neighbors: Sequence[int] = opt(
-        factory=lambda: [10, 10],
+        factory=lambda: [10, 10], minimum=-1,
         help="neighbours sampled per hop with --loader neighbor")
     resume: Optional[str] = opt(None, metavar="CKPT",
                                 help="continue training from this "
                                      "checkpoint")
     dropout: float = opt(0.5, help="dropout before the classifier")
     input_dropout: float = opt(0.8, help="dropout on the input features")
-    out_propagation: int = opt(2, help="smoothing steps on the logits "
-                                       "(0: none)")
+    out_propagation: int = opt(2, minimum=0, help="smoothing steps on the "
+                                                  "logits (0: none)")
     warm_start: bool = opt(False, help="start each propagation at the last "
                                        "fixed point on the same graph "
                                        "(full batch; safe where F "
@@ -54,10 +53,6 @@ class TrainConfig(RunConfig):
     def check(self) -> None:
         """Refuse bad or incompatible options before anything starts."""
         super().check()
-        check_int("batch_size", self.batch_size, 1)
-        check_int("out_propagation", self.out_propagation, 0)
-        for n in self.num_neighbors:
-            check_int("num_neighbors", n, -1)
         if self.devices > 1 and self.loader == "full":
             raise ValueError(
                 f"--devices {self.devices} with --loader full would repeat "

@@ -109,6 +109,12 @@ def test_config_file_then_flags(tmp_path) -> None:
     (TrainConfig, dict(precision="fp8"), "'precision' must be one of"),
     (TrainConfig, dict(gradient_clip=0.0), "'gradient_clip' must be > 0"),
     (TrainConfig, dict(lr=-1.0), "'lr' must be a finite number >= 0"),
+    (TrainConfig, dict(num_neighbors=[5, -2]), "'num_neighbors' must be >= -1"),
+    (BabiTrainConfig, dict(train_examples=0), "'train_examples' must be >= 1"),
+    (BabiTrainConfig, dict(question_types=[2, 0]),
+     "'question_types' must be >= 1"),
+    (GraphTrainConfig, dict(folds=1), "'folds' must be >= 2"),
+    (GraphTrainConfig, dict(fold=[10]), r"--fold 10 is not in \[0, 10\)"),
 ])
 def test_one_check_at_the_boundary(cls, kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
