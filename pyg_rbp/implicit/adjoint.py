@@ -25,10 +25,12 @@ a solve and without ``diverged``: the scaler must see it to skip the step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor
+
+from .forward import check_interval
 
 #: A residual this many times above the smallest one seen counts as divergence.
 DIVERGENCE_RATIO = 1e3
@@ -73,7 +75,8 @@ def _is_bad(res: float, best: float) -> bool:
         (best > 0 and res > DIVERGENCE_RATIO * best)
 
 
-def neumann(vjp: Op, g: Tensor, max_steps: int, tol: float) -> AdjointResult:
+def neumann(vjp: Op, g: Tensor, max_steps: int, tol: float,
+            check_every: Optional[int] = None) -> AdjointResult:
     r"""Truncated Neumann series :math:`\sum_{k=0}^{K} (J^\top)^k g`.
 
     Stops after ``max_steps`` terms or once a term's norm relative to
@@ -82,10 +85,22 @@ def neumann(vjp: Op, g: Tensor, max_steps: int, tol: float) -> AdjointResult:
     fallback if they go on growing into divergence. Where ``vjp`` has an
     attribute ``overwrite`` (``v -> J^T v`` written into ``v``'s storage),
     every term after the first is computed in place of the one before.
+
+    ``check_every`` (default: 1 on the CPU, 8 on an accelerator, see
+    :func:`~pyg_rbp.implicit.forward.check_interval`): read the terms'
+    norms on the host once per this many terms. The stopping test runs on
+    the device (terms after the first below ``tol`` are not added), so the
+    result is the same; a block that holds a divergent term is solved
+    again term by term, to return the same best estimate.
     """
     gnorm = _norm(g)
     if gnorm == 0 or not _finite(gnorm):
         return _passed_through(g)
+    every = check_interval(g.device, check_every)
+    if every > 1:
+        result = _neumann_blocks(vjp, g, gnorm, max_steps, tol, every)
+        if result is not None:
+            return result
     overwrite = getattr(vjp, "overwrite", None)
     v, s = g, g.clone()
     snapshot = None  # the best partial sum, kept once the terms grow
@@ -105,6 +120,38 @@ def neumann(vjp: Op, g: Tensor, max_steps: int, tol: float) -> AdjointResult:
         steps = k + 1
         if res < tol:
             break
+    return AdjointResult(s, steps, res, False)
+
+
+def _neumann_blocks(vjp: Op, g: Tensor, gnorm: float, max_steps: int,
+                    tol: float, every: int) -> Optional[AdjointResult]:
+    """:func:`neumann` with one host read per ``every`` terms; ``None``
+    when a term diverged (the caller then solves term by term)."""
+    overwrite = getattr(vjp, "overwrite", None)
+    v, s = g, g.clone()
+    go = torch.ones((), dtype=torch.bool, device=g.device)
+    zero = torch.zeros((), dtype=g.dtype, device=g.device)
+    norms: List[Tensor] = []
+    best, res, steps = 1.0, 1.0, 0
+    for k in range(max_steps):
+        v = overwrite(v) if overwrite is not None and v is not g else vjp(v)
+        norm = torch.linalg.vector_norm(v).double()
+        norms.append(norm)
+        s.add_(torch.where(go, v, zero))
+        # the host's test, in the host's (double) arithmetic
+        go = go & (norm / gnorm >= tol)
+        if (k + 1) % every and k + 1 < max_steps:
+            continue
+        base = k + 1 - len(norms)
+        for i, value in enumerate(torch.stack(norms).tolist()):
+            res = value / gnorm
+            if _is_bad(res, best):
+                return None
+            best = min(best, res)
+            steps = base + i + 1
+            if res < tol:
+                return AdjointResult(s, steps, res, False)
+        norms.clear()
     return AdjointResult(s, steps, res, False)
 
 

@@ -30,6 +30,10 @@ from .precision import STALL_STEPS, autocast_dtype, full_precision, \
 
 SOLVERS = ("fixed_point", "anderson")
 
+#: Steps between reads of the residuals on an accelerator (see
+#: :func:`iterate`); the CPU reads after every step.
+DEVICE_CHECK_EVERY = 8
+
 #: Per-graph stopping evaluates F only on the graphs still running once
 #: they hold at most this share of the current state's nodes.
 COMPACT_SHARE = 0.5
@@ -109,11 +113,52 @@ class IterationResult:
     nonfinite: bool
     #: Steps taken in the autocast dtype before the full-precision finish.
     low_precision_steps: int = 0
+    #: Evaluations of F the loop ran: ``steps``, plus up to
+    #: ``check_every - 1`` whose results were frozen out (see
+    #: :func:`iterate`).
+    evaluations: int = 0
+
+
+def check_interval(device: torch.device,
+                   check_every: Optional[int] = None) -> int:
+    """Steps between the loop's reads of its residuals on the host.
+
+    ``check_every`` if given, else 1 on the CPU (where a read costs nothing)
+    and :data:`DEVICE_CHECK_EVERY` on an accelerator.
+    """
+    if check_every is not None:
+        return check_every
+    return 1 if device.type == "cpu" else DEVICE_CHECK_EVERY
+
+
+class _Trace:
+    """The host-side record of the loop: residual trace, the first
+    non-finite step and the low-precision switch, fed in step order."""
+
+    def __init__(self, low: Optional[torch.dtype], tol: float) -> None:
+        self.values: List[float] = []
+        self.nonfinite_at = 0
+        self.low = low
+        self.switch_at = max(tol, switch_tol(low)) if low is not None else 0.
+        self.best, self.since_best = float("inf"), 0
+
+    def add(self, worst: float) -> bool:
+        """Record one step's worst residual; ``False`` if it is not finite."""
+        self.values.append(worst)
+        if not math.isfinite(worst):
+            self.nonfinite_at = len(self.values)
+            return False
+        if self.low is not None:  # leave low precision once it stops paying
+            self.best, self.since_best = (worst, 0) if worst < self.best \
+                else (self.best, self.since_best + 1)
+            if worst <= self.switch_at or self.since_best >= STALL_STEPS:
+                self.low = None
+        return True
 
 
 def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
             tol: float, solver: str, batch: Optional[Tensor],
-            num_graphs: int) -> IterationResult:
+            num_graphs: int, check_every: int = 1) -> IterationResult:
     """Run at most ``max_steps`` evaluations of ``f`` from ``h``.
 
     Runs under the caller's grad mode: under :func:`torch.no_grad` it builds
@@ -132,6 +177,19 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
     time the share halves), and writes them back at the end. The converged
     graphs' rows were frozen anyway, so the result is the same; the saved
     evaluations of F become time.
+
+    ``check_every`` (no grad, plain iteration only; else 1): the loop
+    reads its residuals on the host once every this many steps, not after
+    every step, so that an accelerator runs the steps without waiting for
+    the host. Everything that decides the result stays on the device: a
+    converged graph's rows (the whole state without ``batch``) stop
+    changing at the step they converged, and each graph's converged step
+    is recorded there, so ``h``, ``steps``, ``trace`` and the per-graph
+    fields are those of ``check_every=1``; only up to ``check_every - 1``
+    further evaluations of F run, whose results are frozen out
+    (``evaluations``). What still reads per block: the switch out of low
+    precision under autocast (at most ``check_every - 1`` more low-precision
+    steps) and, after a non-finite step, the state (non-finite either way).
     """
     device = h.device
     done = torch.zeros(num_graphs, dtype=torch.bool, device=device)
@@ -139,23 +197,25 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
                              device=device)
     graph_res = torch.full((num_graphs,), float("inf"), device=device,
                            dtype=h.dtype)
-    trace: List[float] = []
     mixer = _Anderson() if solver == "anderson" else None
-    nonfinite = False
     steps = 0
     device_type = h.device.type
-    low = autocast_dtype(device_type)
-    switch_at = max(tol, switch_tol(low)) if low is not None else 0.0
-    low_steps, best, since_best = 0, float("inf"), 0
+    record = _Trace(autocast_dtype(device_type), tol)
+    low_steps = 0
+    every = check_every if mixer is None and not torch.is_grad_enabled() \
+        else 1
+    pending: List[Tensor] = []  # worst residuals the host has not read
     # compaction: the rows of the full state the current one holds
     compact = tol > 0 and batch is not None and mixer is None and \
         not torch.is_grad_enabled() and callable(getattr(f, "restrict", None))
     full: Optional[Tensor] = None
     rows: Optional[Tensor] = None
+    shape = (-1, ) + (1, ) * (h.dim() - 1)
+    k = -1
     for k in range(max_steps):
-        with full_precision(device_type, active=low is None):
+        with full_precision(device_type, active=record.low is None):
             fh = f(h)
-        if low is not None:
+        if record.low is not None:
             low_steps += 1
         if fh.dtype != h.dtype:
             fh = fh.to(h.dtype)
@@ -166,17 +226,15 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
         res = graph_residual(fh, h, batch, num_graphs)
         active = ~done
         graph_res = torch.where(active, res, graph_res)
-        worst = float(res[active].max()) if num_graphs > 1 else float(res[0])
-        trace.append(worst)
-        if not math.isfinite(worst):
-            nonfinite = True
-            h = fh
-            break
-        if low is not None:  # leave low precision once it stops paying off
-            best, since_best = (worst, 0) if worst < best else \
-                (best, since_best + 1)
-            if worst <= switch_at or since_best >= STALL_STEPS:
-                low = None
+        if every == 1:
+            worst = float(res[active].max()) if num_graphs > 1 \
+                else float(res[0])
+            if not record.add(worst):
+                h = fh
+                break
+        else:  # the largest residual of the graphs still running
+            pending.append(res.masked_fill(done, -math.inf).max()
+                           if num_graphs > 1 else res[0])
         if mixer is not None:
             with full_precision(device_type):  # its small solve in float32
                 nxt = mixer(h, fh)
@@ -187,35 +245,65 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
             graph_steps = torch.where(newly, torch.full_like(graph_steps,
                                                              steps),
                                       graph_steps)
-            if batch is None:
+            if batch is None and every == 1:
                 h = fh if bool(newly[0]) else nxt
+            elif batch is None:  # (no mixer: nxt is fh)
+                h = torch.where(done[0], h, fh)
             else:
-                shape = (-1, ) + (1, ) * (h.dim() - 1)
                 frozen = done[batch].view(shape)
-                fresh = newly[batch].view(shape)
-                h = torch.where(frozen, h, torch.where(fresh, fh, nxt))
+                step = torch.where(newly[batch].view(shape), fh, nxt) \
+                    if mixer is not None else fh
+                h = torch.where(frozen, h, step)
             done = done | newly
-            if bool(done.all()):
-                break
-            if compact:
-                running = (~done)[batch]
-                kept = int(running.sum())
-                if kept <= COMPACT_SHARE * h.size(0):
-                    nodes = running.nonzero().view(-1)
-                    sub = restrict(f, nodes)
-                    if sub is None:
-                        compact = False
-                    else:
-                        if full is None:
-                            full, rows = h.clone(), nodes
-                        else:
-                            full.index_copy_(0, rows, h)
-                            rows = rows[nodes]
-                        f, h, batch = sub, h[nodes], batch[nodes]
         else:
             h = nxt
+        if every == 1:
+            if tol > 0 and bool(done.all()):
+                break
+        elif steps % every == 0 or steps == max_steps:
+            # one read: the block's residuals, whether all converged, when
+            base = steps - len(pending)
+            head = torch.stack(pending).double()
+            tail = torch.stack([done.all().double(),
+                                graph_steps.max().double()])
+            vals = torch.cat([head, tail]).tolist()
+            pending.clear()
+            all_done, last = bool(vals[-2]) and tol > 0, int(vals[-1])
+            ok = True
+            for i, worst in enumerate(vals[:-2]):
+                if all_done and base + i + 1 > last:
+                    break  # frozen-out steps after the last convergence
+                if not record.add(worst):
+                    ok = False
+                    break
+            if not ok:
+                steps = record.nonfinite_at
+                break
+            if all_done:
+                steps = last
+                break
+        else:
+            continue
+        if compact:
+            running = (~done)[batch]
+            kept = int(running.sum())
+            if kept <= COMPACT_SHARE * h.size(0):
+                nodes = running.nonzero().view(-1)
+                sub = restrict(f, nodes)
+                if sub is None:
+                    compact = False
+                else:
+                    if full is None:
+                        full, rows = h.clone(), nodes
+                    else:
+                        full.index_copy_(0, rows, h)
+                        rows = rows[nodes]
+                    f, h, batch = sub, h[nodes], batch[nodes]
+                    shape = (-1, ) + (1, ) * (h.dim() - 1)
+    evaluations = k + 1
     if rows is not None:  # the running graphs' rows back into place
         full.index_copy_(0, rows, h)
         h = full
-    return IterationResult(h, steps, trace, done, graph_steps, graph_res,
-                           nonfinite, low_steps)
+    return IterationResult(h, steps, record.values, done, graph_steps,
+                           graph_res, record.nonfinite_at > 0, low_steps,
+                           evaluations)

@@ -29,7 +29,8 @@ from torch import Tensor
 
 from .._checks import (check_batch, check_choice, check_float_tensor,
                        check_int, check_tol)
-from .forward import SOLVERS, IterationResult, graph_residual, iterate
+from .forward import (SOLVERS, IterationResult, check_interval,
+                      graph_residual, iterate)
 from .maps import closed_form_vjp, promises_closed_form, release
 from .methods import (BPTT, TBPTT, GradientMethod, MethodLike,
                       resolve_method)
@@ -251,7 +252,8 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
         batch: Optional[Tensor] = None,
         jacobian_penalty: Optional[str] = None,
         contraction_bound: Optional[float] = None,
-        contraction_weight: float = 10.0) -> Tuple[Tensor, RBPStats]:
+        contraction_weight: float = 10.0,
+        check_every: Optional[int] = None) -> Tuple[Tensor, RBPStats]:
     r"""Find the fixed point :math:`h^* = F(h^*)` and differentiate through it.
 
     Args:
@@ -324,6 +326,15 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
             ``stats.contraction_penalty``. (default: :obj:`None`)
         contraction_weight (float, optional): :math:`w` above.
             (default: :obj:`10.0`)
+        check_every (int, optional): Read the forward residuals on the
+            host once every this many steps instead of after each (no-grad
+            steps with ``solver='fixed_point'``), so that a GPU queues the
+            steps without waiting. Results and stats are the same (a graph
+            that converged stops changing on the device, at its step);
+            up to ``check_every - 1`` extra evaluations of :math:`F` run
+            after the last graph converged. ``None``: 1 on the CPU,
+            :data:`~pyg_rbp.implicit.forward.DEVICE_CHECK_EVERY` (8)
+            elsewhere. (default: :obj:`None`)
 
     Returns:
         ``(h_star, stats)``: the state after the last step and an
@@ -360,6 +371,9 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
             raise ValueError(f"'contraction_bound' must be in (0, 1) "
                              f"(got {contraction_bound})")
     contraction_weight = check_tol("contraction_weight", contraction_weight)
+    if check_every is not None:
+        check_int("check_every", check_every, 1)
+    every = check_interval(h0.device, check_every)
     if h0.dtype in (torch.float16, torch.bfloat16) and \
             0 < tol < switch_tol(h0.dtype):
         warnings.warn(
@@ -388,7 +402,8 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
     if isinstance(gradient, TBPTT) and torch.is_grad_enabled():
         k = min(gradient.steps, max_iter)
         with torch.no_grad():
-            it = iterate(f, h0, max_iter - k, tol, solver, batch, num_graphs)
+            it = iterate(f, h0, max_iter - k, tol, solver, batch, num_graphs,
+                         every)
         h, res, tail = _steps_after(f, it.h.detach(), k, batch, num_graphs)
         _finish_forward(stats, it, res, tail, batch, num_graphs, tol)
         stats.backward_steps = k
@@ -398,7 +413,7 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
 
     with torch.no_grad():
         it = iterate(f, h0.detach(), max_iter - 1, tol, solver, batch,
-                     num_graphs)
+                     num_graphs, every)
     h_in = it.h.detach()
     # The safeguard acts on calls whose loop stopped short of tol.
     guard = contraction_bound is not None and contraction_weight > 0 and \
