@@ -76,3 +76,24 @@ def test_babi_harness_smallest_form(tmp_path) -> None:
     row = [line for line in run.stdout.splitlines()
            if line.startswith("| 18 | 50 |")]
     assert len(row) == 1 and row[0].count("(1 folds)") == 2
+
+
+def test_small_batches_smallest_form(tmp_path) -> None:
+    """Both contenders train on the same MUTAG batches; the record holds
+    their times, their ratio and our forward steps."""
+    data = shared_data_root()
+    if data is None or not (data / "TUDataset" / "MUTAG").is_dir():
+        pytest.skip("../shared/data/TUDataset/MUTAG not found")
+    out = tmp_path / "small.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/small_batches.py", "--dataset", "MUTAG",
+         "--batch-size", "64", "--epochs", "1", "--warmup", "0",
+         "--data-root", str(data), "--output-json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)))
+    assert run.returncode == 0, run.stderr[-3000:]
+    rec = json.loads(out.read_text())
+    assert rec["ours_ms"] > 0 and rec["pyg_ms"] > 0
+    assert rec["ratio"] == pytest.approx(rec["ours_ms"] / rec["pyg_ms"])
+    assert 1 <= rec["ours_forward_steps"] <= 30  # the example's T
+    assert "PyG GatedGraphConv (8 steps)" in run.stdout
