@@ -23,6 +23,7 @@ from .graph_run import (GraphTrainConfig, select_epoch,
 from .config import RunConfig
 from .module import NodeClassificationModule
 from .run import TrainConfig, train_node_classifier
+from .samplers import UnpaddedDistributedSampler
 from .trainer import EpochHistory, make_trainer
 
 #: The earlier name of :class:`EpochHistory` (node classification's).
@@ -33,4 +34,5 @@ __all__ = ["RunConfig", "make_trainer", "EpochHistory",
            "History", "train_node_classifier", "LOADERS",
            "GraphClassificationModule", "GraphDataModule", "GraphTrainConfig",
            "train_graph_classifier", "select_epoch", "BabiDataModule",
-           "BabiModule", "BabiTrainConfig", "train_babi"]
+           "BabiModule", "BabiTrainConfig", "train_babi",
+           "UnpaddedDistributedSampler"]

@@ -14,6 +14,7 @@ from .._checks import check_int
 from ..data.babi import babi_splits, load_babi
 from ..models.babi import RBPGGNN, babi_loss
 from .base import RBPLightningModule, check_jacobian_weight
+from .samplers import evaluation_sampler
 
 
 class BabiDataModule(pl.LightningDataModule):
@@ -58,6 +59,10 @@ class BabiDataModule(pl.LightningDataModule):
 
     def _loader(self, data: List[Data], size: int,
                 shuffle: bool) -> DataLoader:
+        if not shuffle:  # every validation / test graph once, on one rank
+            return DataLoader(data, batch_size=size or len(data),
+                              sampler=evaluation_sampler(
+                                  data, getattr(self, "trainer", None)))
         return DataLoader(data, batch_size=size or len(data),
                           shuffle=shuffle)
 
@@ -118,7 +123,10 @@ class BabiModule(RBPLightningModule):
         self.best_epoch = -1
         self._best_state: Optional[dict] = None
 
+    EVAL_METRICS = ("val_loss", "val_acc", "test_loss", "test_acc")
+
     def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()  # logs val_loss, val_acc
         metrics = self.trainer.callback_metrics
         if "val_acc" not in metrics:
             return
@@ -142,8 +150,12 @@ class BabiModule(RBPLightningModule):
         out = self(batch)
         loss, correct = babi_loss(out, batch.y, self.model.output, batch.ptr)
         n = batch.num_graphs
-        self._log(f"{prefix}_loss", loss.detach(), n)
-        self._log(f"{prefix}_acc", correct.float() / n, n)
+        if prefix == "train":
+            self._log("train_loss", loss.detach(), n)
+            self._log("train_acc", correct.float() / n, n)
+        else:  # exact over the split, also under DDP
+            self._accumulate(f"{prefix}_loss", loss.detach() * n, n)
+            self._accumulate(f"{prefix}_acc", correct.float(), n)
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:

@@ -3,7 +3,7 @@ penalty, the optimiser and exact resumption."""
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -83,6 +83,54 @@ class RBPLightningModule(pl.LightningModule):
         self.log(name, value, on_step=False, on_epoch=True,
                  sync_dist=True, batch_size=batch_size,
                  add_dataloader_idx=False)
+
+    #: Validation / test metrics summed per item over the epoch and logged
+    #: once at its end (:meth:`_accumulate`), in this order on every rank.
+    EVAL_METRICS: Tuple[str, ...] = ()
+
+    def _accumulate(self, name: str, total: Tensor, count: int) -> None:
+        """Add one batch's sum of metric ``name`` over its ``count`` items.
+
+        At the end of the validation or test epoch the sums and counts of
+        all ranks are added up and ``name`` is logged as their ratio: the
+        exact mean over the split, whatever the batches and however the
+        ranks divided it (a mean of per-rank means is not, when the ranks
+        hold different numbers of items; see
+        :class:`~pyg_rbp.lightning.samplers.UnpaddedDistributedSampler`).
+        """
+        if name not in self.EVAL_METRICS:
+            raise ValueError(f"'{name}' is not one of the module's "
+                             f"EVAL_METRICS {self.EVAL_METRICS}")
+        sums = self.__dict__.setdefault("_eval_sums", {})
+        value, items = sums.get(name, (0.0, 0))
+        sums[name] = (total.detach().float() + value, items + count)
+
+    def _log_accumulated(self) -> None:
+        """Log each accumulated metric as (sum over ranks) / (count over
+        ranks); one collective per epoch, the same on every rank."""
+        sums = self.__dict__.pop("_eval_sums", {})
+        names = self.EVAL_METRICS
+        if not names:
+            return
+        vec = torch.zeros(2 * len(names), device=self.device)
+        for i, name in enumerate(names):
+            if name in sums:
+                vec[2 * i] += sums[name][0].to(self.device)
+                vec[2 * i + 1] += sums[name][1]
+        if self._trainer is not None:
+            vec = self.trainer.strategy.reduce(vec, reduce_op="sum")
+        counts = vec[1::2].tolist()
+        for i, name in enumerate(names):
+            if counts[i] > 0:
+                self.log(name, vec[2 * i] / counts[i], on_step=False,
+                         on_epoch=True, sync_dist=False,
+                         add_dataloader_idx=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_accumulated()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_accumulated()
 
     def _add_penalty(self, loss: Tensor, stats: Optional[RBPStats]) -> Tensor:
         """``loss + jacobian_weight * penalty`` (and log the penalty and the

@@ -10,6 +10,7 @@ from torch_geometric.loader import DataLoader
 
 from .._checks import check_int
 from ..data import fold_split, load_tu_dataset
+from .samplers import evaluation_sampler
 
 
 class GraphDataModule(pl.LightningDataModule):
@@ -110,6 +111,10 @@ class GraphDataModule(pl.LightningDataModule):
         if self.split is None:
             self.setup()
         subset = self._load()[self.split[part]]
+        if part > 0:  # every validation / test graph once, on one rank
+            return DataLoader(subset, batch_size=self.batch_size,
+                              sampler=evaluation_sampler(
+                                  subset, getattr(self, "trainer", None)))
         return DataLoader(subset, batch_size=self.batch_size, shuffle=shuffle)
 
     def train_dataloader(self) -> DataLoader:

@@ -69,13 +69,19 @@ class GraphClassificationModule(RBPLightningModule):
         return self.model(batch.x, batch.edge_index, batch.batch,
                           getattr(batch, "edge_type", None), batch.num_graphs)
 
+    EVAL_METRICS = ("val_loss", "val_acc", "test_loss", "test_acc")
+
     def _scores(self, batch: Batch, prefix: str) -> Tensor:
         out = self(batch)
         loss = F.cross_entropy(out, batch.y)
         n = batch.num_graphs
-        self._log(f"{prefix}_loss", loss.detach(), n)
-        self._log(f"{prefix}_acc", (out.argmax(-1) == batch.y).float().mean(),
-                  n)
+        correct = (out.argmax(-1) == batch.y).float()
+        if prefix == "train":
+            self._log("train_loss", loss.detach(), n)
+            self._log("train_acc", correct.mean(), n)
+        else:  # exact over the split, also under DDP
+            self._accumulate(f"{prefix}_loss", loss.detach() * n, n)
+            self._accumulate(f"{prefix}_acc", correct.sum(), n)
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:

@@ -2,8 +2,10 @@
 graph classification on one fold of MUTAG.
 
 Lightning's 'ddp' launcher starts this script again for rank 1; each rank
-writes its final weights, its synchronised metrics and how many training
-graphs it saw.
+writes its final weights, its synchronised metrics, how many training
+graphs it saw, how many graphs of each validation loader (val, test part) it
+scored in the last epoch, and the accuracies of the final weights computed
+in-process over the whole splits (the oracle for the synchronised ones).
 
     python tests/lightning/graph_ddp_worker.py OUT_DIR DATA_ROOT
 """
@@ -27,10 +29,31 @@ from tests.lightning.ddp_common import save_rank  # noqa: E402
 class CountGraphs(Callback):
     def __init__(self) -> None:
         self.graphs = 0
+        self.eval_graphs = [0, 0]  # validation loaders: val, test part
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         if trainer.current_epoch == 0:
             self.graphs += batch.num_graphs
+
+    def on_validation_epoch_start(self, trainer, module) -> None:
+        self.eval_graphs = [0, 0]
+
+    def on_validation_batch_start(self, trainer, module, batch, batch_idx,
+                                  dataloader_idx=0) -> None:
+        self.eval_graphs[dataloader_idx] += batch.num_graphs
+
+
+def exact_acc(module, dm, part: int) -> float:
+    """The final weights' accuracy over a whole split, in this process
+    alone."""
+    from torch_geometric.loader import DataLoader
+    subset = dm._load()[dm.split[part]]
+    correct = 0
+    module.eval()
+    with torch.no_grad():
+        for b in DataLoader(subset, batch_size=7):
+            correct += int((module(b).argmax(-1) == b.y).sum())
+    return correct / len(subset)
 
 
 def main(out_dir: str, data_root: str) -> None:
@@ -50,7 +73,11 @@ def main(out_dir: str, data_root: str) -> None:
                          enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(module, dm)
     save_rank(trainer, module, out_dir, graphs_seen=count.graphs,
-              train_graphs=len(dm.split[0]))
+              train_graphs=len(dm.split[0]),
+              eval_graphs=[len(dm.split[1]), len(dm.split[2])],
+              eval_graphs_seen=count.eval_graphs,
+              val_acc_exact=exact_acc(module, dm, 1),
+              test_acc_exact=exact_acc(module, dm, 2))
 
 
 if __name__ == "__main__":

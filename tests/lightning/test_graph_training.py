@@ -123,3 +123,15 @@ def test_ddp_two_cpu_processes(tmp_path) -> None:
     assert [i["graphs_seen"] for i in info] == [(total + 1) // 2] * 2
     assert_synchronised(info, tmp_path,
                         ("train_loss", "val_acc", "test_acc", "fwd_steps"))
+    # validation: every graph once, no padding (the test part is odd, so
+    # Lightning's own sampler would score one graph twice), and the
+    # synchronised accuracies are those of the whole splits
+    sizes = info[0]["eval_graphs"]
+    assert sizes[1] % 2 == 1
+    for part, size in enumerate(sizes):
+        assert sorted(i["eval_graphs_seen"][part] for i in info) == \
+            [size // 2, size - size // 2]
+    for i in info:
+        for name in ("val_acc", "test_acc"):
+            assert i["metrics"][name] == \
+                pytest.approx(i[f"{name}_exact"], abs=1e-6)
