@@ -64,7 +64,7 @@ def measure(cfg: Dict) -> Dict:
     if name == "GatedGraphConv":
         layer = GatedGraphConv(hidden, num_layers=steps).to(device)
 
-        def forward():
+        def forward(x=x, edge_index=edge_index):
             return layer(x, edge_index)
     else:
         layer = RBPGatedGraphConv(
@@ -79,14 +79,19 @@ def measure(cfg: Dict) -> Dict:
                           b_max_iter=cfg["backward_steps"], f_tol=0.0,
                           b_tol=0.0)
 
-            def forward():
+            def forward(x=x, edge_index=edge_index):
                 f, h0 = layer.fixed_point_map(x, edge_index)
                 return deq(f, h0)[0][-1]
         else:
-            def forward():
+            def forward(x=x, edge_index=edge_index):
                 return layer(x, edge_index)
     cuda = device.type == "cuda"
     if cuda:
+        # warm-up on a 64-node piece: CUDA context, cuBLAS/cuSPARSE handles
+        # and kernels load here, not inside the timed step
+        keep = (edge_index < 64).all(0)
+        (forward(x[:64], edge_index[:, keep]) * r[:64]).sum().backward()
+        layer.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
