@@ -59,10 +59,14 @@ def main() -> int:
                    choices=METHODS)
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--split", default="public", choices=("public", "paper"))
-    p.add_argument("--max-epochs", type=int, default=200)
-    p.add_argument("--num-layers", type=int, default=30)
-    p.add_argument("--backward-steps", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.01)
+    # the example's own defaults, so that the table is the example's model
+    d = TrainConfig()
+    p.add_argument("--max-epochs", type=int, default=d.max_epochs)
+    p.add_argument("--num-layers", type=int, default=d.num_layers)
+    p.add_argument("--backward-steps", type=int, default=d.backward_steps)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--gradient-clip", type=float, default=d.gradient_clip,
+                   help="clip the gradient norm (0: no clip)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--accelerator", default="auto",
                    help="cpu, gpu or auto (Lightning's)")
@@ -89,6 +93,7 @@ def main() -> int:
                     dataset=dataset, method=method, seed=seed,
                     split=a.split, max_epochs=a.max_epochs, lr=a.lr,
                     num_layers=a.num_layers, backward_steps=a.backward_steps,
+                    gradient_clip=a.gradient_clip or None,
                     data_root=a.data_root, accelerator=a.accelerator,
                     progress_bar=False, output_dir=a.output_dir,
                     download=False))

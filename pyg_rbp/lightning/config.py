@@ -93,7 +93,8 @@ class RunConfig:
         1.0, help="weight of the sigma_max(J)^2 penalty that keeps the "
                   "propagation contractive (0: off)")
     gradient_clip: Optional[float] = opt(
-        None, help="clip the gradient norm at this value (unset: no clip)")
+        None, help="clip the gradient norm at this value (0 or unset: no "
+                   "clip)")
     accelerator: str = opt("auto", help="cpu, gpu or auto")
     devices: int = opt(1, minimum=1, help="devices (processes) to train on")
     strategy: str = opt("auto", help="auto, ddp, ddp_spawn, ...")
@@ -137,9 +138,8 @@ class RunConfig:
                      "jacobian_weight"):
             if getattr(self, name) is not None:
                 check_tol(name, getattr(self, name))
-        if self.gradient_clip is not None and \
-                check_tol("gradient_clip", self.gradient_clip) == 0:
-            raise ValueError("'gradient_clip' must be > 0 or unset (got 0)")
+        if self.gradient_clip is not None:
+            check_tol("gradient_clip", self.gradient_clip)
         if self.plot:
             from .plots import check_plotting
             check_plotting()

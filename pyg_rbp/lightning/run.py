@@ -27,6 +27,12 @@ class TrainConfig(RunConfig):
     :class:`RunConfig`); every field is a flag of ``examples/citation.py``.
     """
 
+    max_epochs: int = opt(300)
+    # Clipping keeps one bad step (a map briefly not contracting, its
+    # implicit gradient wrong) from throwing training off course: without
+    # it CiteSeer's runs spike and collapse, and one seed moved by 5 points
+    # between 1 and 2 threads (docs/results.md).
+    gradient_clip: Optional[float] = opt(1.0)
     dataset: str = opt("Cora", choices=DATASETS, help="the graph")
     split: str = opt("public", choices=SPLITS,
                      help="public split, or the paper's random 1/49/50 "

@@ -64,7 +64,7 @@ def make_trainer(cfg: RunConfig, run_dir: Path, log_name: str,
         logger=CSVLogger(str(run_dir), name=log_name), log_every_n_steps=1,
         enable_checkpointing=checkpointing,
         enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
-        gradient_clip_val=cfg.gradient_clip, num_sanity_val_steps=0,
+        gradient_clip_val=cfg.gradient_clip or None, num_sanity_val_steps=0,
         default_root_dir=str(run_dir), **trainer_kwargs)
 
 

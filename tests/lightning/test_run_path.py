@@ -107,7 +107,7 @@ def test_config_file_then_flags(tmp_path) -> None:
     (BabiTrainConfig, dict(task=5), r"'task' must be one of \(4, 15"),
     (BabiTrainConfig, dict(folds=[11]), r"'folds' must be one of"),
     (TrainConfig, dict(precision="fp8"), "'precision' must be one of"),
-    (TrainConfig, dict(gradient_clip=0.0), "'gradient_clip' must be > 0"),
+    (TrainConfig, dict(gradient_clip=-1.0), "'gradient_clip' must be a finite"),
     (TrainConfig, dict(lr=-1.0), "'lr' must be a finite number >= 0"),
     (TrainConfig, dict(num_neighbors=[5, -2]), "'num_neighbors' must be >= -1"),
     (BabiTrainConfig, dict(train_examples=0), "'train_examples' must be >= 1"),
@@ -129,6 +129,11 @@ def test_make_trainer_follows_the_config(tmp_path) -> None:
     assert trainer.gradient_clip_val == 0.25
     assert trainer.logger.log_dir.startswith(str(tmp_path / "logs"))
     assert not trainer.checkpoint_callbacks
+    # node classification clips at 1 by default; 0 switches it off
+    assert TrainConfig().gradient_clip == 1.0
+    off = make_trainer(TrainConfig(gradient_clip=0.0, accelerator="cpu",
+                                   progress_bar=False), tmp_path, "off", [])
+    assert off.gradient_clip_val is None
 
 
 def _planted_graph(n: int = 300, classes: int = 3, seed: int = 0) -> Data:
