@@ -18,7 +18,8 @@ from .ogb import OGB_DATASETS, load_ogbn
 from .planetoid import PLANETOID, SPLITS, load_planetoid, paper_split
 from .root import (ENV_VAR, DatasetNotFoundError, cache_root,
                    resolve_data_root)
-from .tu import TU_DATASETS, fold_split, load_tu_dataset, stratified_folds
+from .tu import (ERRICA_DATASETS, TU_DATASETS, errica_split, fold_split,
+                 load_tu_dataset, stratified_folds)
 
 DATASETS = PLANETOID + OGB_DATASETS
 
@@ -46,5 +47,6 @@ __all__ = ["DATASETS", "PLANETOID", "OGB_DATASETS", "SPLITS", "ENV_VAR",
            "DatasetNotFoundError", "load_node_dataset", "load_planetoid",
            "load_ogbn", "paper_split", "resolve_data_root", "cache_root",
            "chains", "TU_DATASETS", "load_tu_dataset", "stratified_folds",
+           "ERRICA_DATASETS", "errica_split",
            "fold_split", "BABI_TASKS", "BabiTask", "load_babi", "parse_babi",
            "babi_splits"]

@@ -8,15 +8,20 @@ from torch import Tensor
 from torch_geometric.data import Dataset
 from torch_geometric.loader import DataLoader
 
-from .._checks import check_int
-from ..data import fold_split, load_tu_dataset
+from .._checks import check_choice, check_int
+from ..data import errica_split, fold_split, load_tu_dataset
 from .samplers import evaluation_sampler
+
+
+#: How the graphs are split into folds (see :class:`GraphDataModule`).
+SPLITS = ("stratified", "errica")
 
 
 class GraphDataModule(pl.LightningDataModule):
     """The train / validation / test graphs of fold ``fold`` of a stratified
-    ``folds``-fold cross-validation (:func:`pyg_rbp.data.fold_split`), as
-    PyG mini-batches.
+    ``folds``-fold cross-validation (:func:`pyg_rbp.data.fold_split`), or of
+    the fixed folds of Errica et al. (``splits='errica'``,
+    :func:`pyg_rbp.data.errica_split`), as PyG mini-batches.
 
     The validation graphs come from the training side of the fold; the
     validation loader also yields the test graphs (second loader), so that
@@ -40,14 +45,25 @@ class GraphDataModule(pl.LightningDataModule):
         val_fraction (float, optional): Validation graphs as a fraction of
             all graphs. (default: ``0.1``)
         download (bool, optional): Let PyG download missing files.
+        splits (str, optional): ``'stratified'`` (our folds, from ``seed``,
+            ``folds`` and ``val_fraction``) or ``'errica'`` (the 10 fixed
+            folds of "A Fair Comparison of Graph Neural Networks for Graph
+            Classification", with their inner train / validation holdout;
+            NCI1, PROTEINS and ENZYMES, read from
+            ``<data_root>/TUDataset/splits/``). (default: ``'stratified'``)
+        node_attributes (bool, optional): Append the continuous node
+            attributes to the one-hot labels (a TU dataset by name).
+            (default: ``False``)
     """
 
     def __init__(self, dataset: Union[str, Dataset] = "MUTAG",
                  data_root: Optional[str] = None,
                  fold: int = 0, folds: int = 10, seed: int = 0,
                  batch_size: int = 32, val_fraction: float = 0.1,
-                 download: bool = True) -> None:
+                 download: bool = True, splits: str = "stratified",
+                 node_attributes: bool = False) -> None:
         super().__init__()
+        self.splits = check_choice("splits", splits, SPLITS)
         given = dataset if isinstance(dataset, Dataset) else None
         if given is not None:
             if len(given) < folds:
@@ -64,13 +80,17 @@ class GraphDataModule(pl.LightningDataModule):
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.val_fraction = val_fraction
         self.download = download
+        self.node_attributes = node_attributes
+        if splits == "errica" and folds != 10:
+            raise ValueError(f"the Errica folds are 10 (got folds={folds})")
         self.dataset: Optional[Dataset] = given
         self.split: Optional[List[Tensor]] = None
 
     def _load(self) -> Dataset:
         if self.dataset is None:
-            self.dataset = load_tu_dataset(self.dataset_name, self.data_root,
-                                           download=self.download)
+            self.dataset = load_tu_dataset(
+                self.dataset_name, self.data_root, download=self.download,
+                node_attributes=self.node_attributes)
         return self.dataset
 
     def prepare_data(self) -> None:
@@ -78,11 +98,15 @@ class GraphDataModule(pl.LightningDataModule):
         if self.dataset is not None:
             return
         load_tu_dataset(self.dataset_name, self.data_root,
-                        download=self.download)
+                        download=self.download,
+                        node_attributes=self.node_attributes)
 
     def setup(self, stage: Optional[str] = None) -> None:
         dataset = self._load()
-        if self.split is None:
+        if self.split is None and self.splits == "errica":
+            self.split = list(errica_split(self.dataset_name, self.fold,
+                                           len(dataset), self.data_root))
+        elif self.split is None:
             self.split = list(fold_split(dataset.y, self.fold, self.folds,
                                          self.seed, self.val_fraction))
 

@@ -21,11 +21,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pytorch_lightning as pl
 
-from ..data import TU_DATASETS
+from ..data import ERRICA_DATASETS, TU_DATASETS
 from ..models.graph_classifier import READOUTS, ConvFactory
 from .base import flush_denormals
 from .config import RunConfig, opt
-from .graph_datamodule import GraphDataModule
+from .graph_datamodule import SPLITS, GraphDataModule
 from .graph_module import GraphClassificationModule
 from .report import pstd, write_report
 from .trainer import EpochHistory, make_trainer, quiet_lightning
@@ -42,6 +42,15 @@ class GraphTrainConfig(RunConfig):
     progress_bar: bool = opt(False)
     dataset: str = opt("MUTAG", choices=TU_DATASETS, help="the TU dataset")
     folds: int = opt(10, minimum=2, help="k of the stratified k-fold")
+    splits: str = opt("stratified", choices=SPLITS,
+                      help="stratified: our k folds; errica: the 10 fixed "
+                           "folds of Errica et al. (ICLR 2020) with their "
+                           "inner train/validation holdout (NCI1, "
+                           "PROTEINS, ENZYMES; <data-root>/TUDataset/"
+                           "splits/)")
+    node_attributes: bool = opt(False, help="append the continuous node "
+                                            "attributes (ENZYMES: 18, "
+                                            "PROTEINS: 1)")
     fold: Optional[Sequence[int]] = opt(
         None, minimum=0, help="run only these folds (default: all)")
     batch_size: int = opt(32, minimum=1, help="graphs per mini-batch")
@@ -65,6 +74,13 @@ class GraphTrainConfig(RunConfig):
         for f in self.fold or ():
             if f >= self.folds:
                 raise ValueError(f"--fold {f} is not in [0, {self.folds})")
+        if self.splits == "errica":
+            if self.dataset not in ERRICA_DATASETS:
+                raise ValueError(f"--splits errica exists for "
+                                 f"{ERRICA_DATASETS} (got {self.dataset})")
+            if self.folds != 10:
+                raise ValueError(f"the Errica folds are 10 (got --folds "
+                                 f"{self.folds})")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"'val_fraction' must be in (0, 1) (got "
                              f"{self.val_fraction})")
@@ -110,7 +126,8 @@ def _train_fold(cfg: GraphTrainConfig, fold: int,
     pl.seed_everything(cfg.seed + fold, workers=True, verbose=False)
     dm = GraphDataModule(cfg.dataset, cfg.data_root, fold, cfg.folds,
                          cfg.seed, cfg.batch_size, cfg.val_fraction,
-                         download=cfg.download)
+                         download=cfg.download, splits=cfg.splits,
+                         node_attributes=cfg.node_attributes)
     types = dm.num_edge_types if cfg.edge_types else 1
     model_kwargs: Dict[str, Any] = dict(
         per_graph_stopping=cfg.per_graph_stopping)
