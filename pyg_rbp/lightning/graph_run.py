@@ -51,6 +51,9 @@ class GraphTrainConfig(RunConfig):
     node_attributes: bool = opt(False, help="append the continuous node "
                                             "attributes (ENZYMES: 18, "
                                             "PROTEINS: 1)")
+    standardize: bool = opt(False, help="scale each node feature to zero "
+                                        "mean, unit variance over the "
+                                        "fold's training graphs")
     fold: Optional[Sequence[int]] = opt(
         None, minimum=0, help="run only these folds (default: all)")
     batch_size: int = opt(32, minimum=1, help="graphs per mini-batch")
@@ -127,7 +130,8 @@ def _train_fold(cfg: GraphTrainConfig, fold: int,
     dm = GraphDataModule(cfg.dataset, cfg.data_root, fold, cfg.folds,
                          cfg.seed, cfg.batch_size, cfg.val_fraction,
                          download=cfg.download, splits=cfg.splits,
-                         node_attributes=cfg.node_attributes)
+                         node_attributes=cfg.node_attributes,
+                         standardize=cfg.standardize)
     types = dm.num_edge_types if cfg.edge_types else 1
     model_kwargs: Dict[str, Any] = dict(
         per_graph_stopping=cfg.per_graph_stopping)

@@ -87,3 +87,27 @@ def test_config_refuses_errica_where_it_does_not_exist() -> None:
     with pytest.raises(ValueError, match="'splits' must be one of"):
         GraphTrainConfig(dataset="NCI1", splits="random").check()
     GraphTrainConfig(dataset="NCI1", splits="errica").check()
+
+
+@needs_splits
+def test_standardize_uses_the_training_graphs_only(cache_dir) -> None:
+    from pyg_rbp.lightning import GraphDataModule
+    root = shared_data_root()
+    given = load_tu_dataset("ENZYMES", root, download=False,
+                            node_attributes=True)
+    before = given.transform
+    dm = GraphDataModule(given, fold=2, splits="stratified",
+                         standardize=True)
+    dm.setup()
+    train = torch.cat([dm.dataset[int(i)].x for i in dm.split[0]])
+    torch.testing.assert_close(train.mean(0), torch.zeros(21), atol=1e-4,
+                               rtol=0)
+    torch.testing.assert_close(train.std(0), torch.ones(21), atol=1e-4,
+                               rtol=0)
+    test = torch.cat([dm.dataset[int(i)].x for i in dm.split[2]])
+    assert test.abs().max() > 0  # scaled with the training statistics
+    raw_test = torch.cat([given[int(i)].x for i in dm.split[2]])
+    torch.testing.assert_close(
+        test, (raw_test - dm.dataset.transform.mean)
+        / dm.dataset.transform.std)
+    assert given.transform is before  # the caller's dataset is untouched
