@@ -10,7 +10,9 @@
 #   2. Cora, Lightning, --accelerator gpu: 32-true, bf16-mixed, 16-mixed
 #                                         cora_fp32/bf16/fp16.json
 #   3. the quick benchmark on CUDA (max allocated memory)       quick_cuda.json
-#   4. one T = 100 step at scale: Neumann at 1M nodes / 10M edges, BPTT at
+#   4. host reads once per 8 steps against every step (issue 19)
+#                                                             host_syncs.json
+#   5. one T = 100 step at scale: Neumann at 1M nodes / 10M edges, BPTT at
 #      100k nodes (BPTT at 1M would need ~155 GB)                scale_*.json
 # Exit status: 0 when every part passed; 1 when a part failed; 3 when CUDA
 # is not available; 4 when the data is missing; 5 when every selected CUDA
@@ -115,13 +117,15 @@ for prec in 32-true bf16-mixed 16-mixed; do
         bf16-mixed) tag=bf16 ;;
         *) tag=fp16 ;;
     esac
-    part "cora_$tag" 70 "$PY" examples/citation.py --method neumann \
+    part "cora_$tag" 65 "$PY" examples/citation.py --method neumann \
         --accelerator gpu --precision "$prec" --data-root "$DATA" --offline \
         --no-progress-bar --output-dir "$WORK/runs" \
         --output-json "$WORK/cora_$tag.json"
 done
-part quick_cuda 80 "$PY" benchmarks/run.py --quick --reps 3 --device cuda \
+part quick_cuda 75 "$PY" benchmarks/run.py --quick --reps 3 --device cuda \
     --data-root "$DATA" --output-json "$WORK/quick_cuda.json"
+part host_syncs 20 "$PY" benchmarks/host_syncs.py --device cuda \
+    --nodes 20000 --tol 1e-5 --output-json "$WORK/host_syncs.json"
 part scale_neumann 30 "$PY" benchmarks/scale.py --contenders neumann \
     --sizes 1000000 --device cuda --output-json "$WORK/scale_neumann.json"
 part scale_bptt 20 "$PY" benchmarks/scale.py --contenders bptt \

@@ -97,3 +97,18 @@ def test_small_batches_smallest_form(tmp_path) -> None:
     assert rec["ratio"] == pytest.approx(rec["ours_ms"] / rec["pyg_ms"])
     assert 1 <= rec["ours_forward_steps"] <= 30  # the example's T
     assert "PyG GatedGraphConv (8 steps)" in run.stdout
+
+
+def test_host_syncs_smallest_form(tmp_path) -> None:
+    """The GPU check's host-read timing runs on the CPU too."""
+    out = tmp_path / "syncs.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/host_syncs.py", "--nodes", "300",
+         "--steps", "12", "--backward-steps", "3", "--reps", "1",
+         "--tol", "1e-5", "--output-json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rec = json.loads(out.read_text())
+    assert rec["check_every_1_s"] > 0 and rec["check_every_8_s"] > 0
+    assert rec["speedup"] == pytest.approx(rec["check_every_1_s"]
+                                           / rec["check_every_8_s"])
