@@ -112,3 +112,37 @@ def test_host_syncs_smallest_form(tmp_path) -> None:
     assert rec["check_every_1_s"] > 0 and rec["check_every_8_s"] > 0
     assert rec["speedup"] == pytest.approx(rec["check_every_1_s"]
                                            / rec["check_every_8_s"])
+
+
+def test_graph_sweep_resumes_per_fold(tmp_path) -> None:
+    """Each fold is its own run with its own JSON; an interrupted sweep
+    reruns only the missing fold, and the joined report is the mean of
+    the folds."""
+    data = shared_data_root()
+    if data is None or not (data / "TUDataset" / "MUTAG").is_dir():
+        pytest.skip("../shared/data/TUDataset/MUTAG not found")
+    args = [sys.executable, "benchmarks/graph_classification.py",
+            "--datasets", "MUTAG", "--contenders", "neumann", "--folds", "2",
+            "--epochs", "1", "--threads", "1", "--data-root", str(data),
+            "--results", str(tmp_path), "--", "--num-layers", "4",
+            "--hidden", "8"]
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    first = subprocess.run(args, cwd=ROOT, capture_output=True, text=True,
+                           timeout=900, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.count("running:") == 2
+    joined = json.loads((tmp_path / "MUTAG_neumann.json").read_text())
+    folds = [json.loads((tmp_path / "parts" / "MUTAG_neumann" /
+                         f"fold{i}.json").read_text()) for i in range(2)]
+    assert joined["folds_run"] == 2
+    assert joined["test_acc"] == pytest.approx(
+        sum(f["test_acc"] for f in folds) / 2)
+    assert "stratified k-fold" in joined["protocol"]
+    # interrupted after fold 0: only fold 1 runs again
+    (tmp_path / "MUTAG_neumann.json").unlink()
+    (tmp_path / "parts" / "MUTAG_neumann" / "fold1.json").unlink()
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True,
+                           timeout=900, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("running:") == 1
+    assert "--fold 1" in again.stdout
