@@ -30,7 +30,7 @@ from typing import Callable, List, Optional
 import torch
 from torch import Tensor
 
-from .forward import check_interval
+from .forward import check_interval, host_dtype
 
 #: A residual this many times above the smallest one seen counts as divergence.
 DIVERGENCE_RATIO = 1e3
@@ -132,10 +132,11 @@ def _neumann_blocks(vjp: Op, g: Tensor, gnorm: float, max_steps: int,
     go = torch.ones((), dtype=torch.bool, device=g.device)
     zero = torch.zeros((), dtype=g.dtype, device=g.device)
     norms: List[Tensor] = []
+    wide = host_dtype(g.device)
     best, res, steps = 1.0, 1.0, 0
     for k in range(max_steps):
         v = overwrite(v) if overwrite is not None and v is not g else vjp(v)
-        norm = torch.linalg.vector_norm(v).double()
+        norm = torch.linalg.vector_norm(v).to(wide)
         norms.append(norm)
         s.add_(torch.where(go, v, zero))
         # the host's test, in the host's (double) arithmetic

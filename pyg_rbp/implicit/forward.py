@@ -131,6 +131,13 @@ def check_interval(device: torch.device,
     return 1 if device.type == "cpu" else DEVICE_CHECK_EVERY
 
 
+def host_dtype(device: torch.device) -> torch.dtype:
+    """The dtype in which values are gathered for one host read: float64
+    (exact for any float32 or float64 value and step count), float32 on
+    Apple's MPS, which has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 class _Trace:
     """The host-side record of the loop: residual trace, the first
     non-finite step and the low-precision switch, fed in step order."""
@@ -205,6 +212,7 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
     every = check_every if mixer is None and not torch.is_grad_enabled() \
         else 1
     pending: List[Tensor] = []  # worst residuals the host has not read
+    wide = host_dtype(device)
     # compaction: the rows of the full state the current one holds
     compact = tol > 0 and batch is not None and mixer is None and \
         not torch.is_grad_enabled() and callable(getattr(f, "restrict", None))
@@ -263,9 +271,9 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
         elif steps % every == 0 or steps == max_steps:
             # one read: the block's residuals, whether all converged, when
             base = steps - len(pending)
-            head = torch.stack(pending).double()
-            tail = torch.stack([done.all().double(),
-                                graph_steps.max().double()])
+            head = torch.stack(pending).to(wide)
+            tail = torch.stack([done.all().to(wide),
+                                graph_steps.max().to(wide)])
             vals = torch.cat([head, tail]).tolist()
             pending.clear()
             all_done, last = bool(vals[-2]) and tol > 0, int(vals[-1])
