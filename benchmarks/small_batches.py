@@ -1,7 +1,8 @@
 """One training step on small batches of small graphs: ours at the defaults
-of ``examples/graph_classification.py`` (``GraphTrainConfig``) against PyG's ``GatedGraphConv`` (8
-untied steps, BPTT) with the same encoder, readout and head, measured side by
-side in one process (same batches, interleaved, the order rotating).
+of ``examples/graph_classification.py`` (``GraphTrainConfig``) against
+PyG's ``GatedGraphConv`` (8 untied steps, BPTT) with the same encoder,
+readout and head, measured side by side in one process (same batches,
+interleaved, the order alternating).
 
     python benchmarks/small_batches.py --dataset MUTAG --batch-size 32 \
         --output-json benchmarks/results/small_batches_mutag.json
