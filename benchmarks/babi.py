@@ -9,7 +9,8 @@ exists is skipped, so the sweep resumes); then the table of docs/babi.md:
 
 Contenders, all with the same output model (:class:`pyg_rbp.models.RBPGGNN`)
 and the layer's own defaults (per task only the hidden size and the edge
-types are set): ``neumann``, ``cg``, ``bptt`` (our layer, typed edges), and
+types are set): ``hybrid`` (the default), ``neumann``, ``cg``, ``bptt`` (our
+layer, typed edges), and
 ``pyg``: PyG's ``GatedGraphConv`` (untied weights, ``--pyg-layers`` steps,
 back-propagation through them, no edge types: the row shows what typed edges
 buy). Hidden sizes and training examples per task are in ``TASKS``. The
@@ -40,7 +41,7 @@ TASKS: Dict[int, Dict[str, int]] = {
     18: {"hidden": 16, "train_examples": 50},
     19: {"hidden": 16, "train_examples": 250},
 }
-CONTENDERS = ("neumann", "cg", "bptt", "pyg")
+CONTENDERS = ("hybrid", "neumann", "cg", "bptt", "pyg")
 #: Published (GGNN paper, 10 folds): mean test accuracy %.
 PAPER = {4: "100.0 ± 0.0", 15: "100.0 ± 0.0", 16: "100.0 ± 0.0",
          18: "100.0 ± 0.0", 19: "99.0 ± 1.1 (GGS-NN)"}

@@ -30,6 +30,11 @@ from pyg_rbp.lightning.cli import print_rows, run_example
 DESCRIPTION = "GGNN + RBP node classification (Lightning)."
 
 
+def share(value: Optional[float]) -> str:
+    """A share of training calls as a percentage ('-' where none counts)."""
+    return "-" if value is None else f"{100 * value:.0f} %"
+
+
 def print_table(r: dict) -> None:
     mem = r["peak_memory_bytes"] / 2**20
     saved = r["peak_saved_bytes"] / 2**20
@@ -42,7 +47,9 @@ def print_table(r: dict) -> None:
             ("wall time", f"{r['wall_s']:.1f} s"),
             ("peak memory", f"{mem:.0f} MiB"),
             ("autograd-saved / step", f"{saved:.1f} MiB"),
-            ("mean forward steps", "-" if steps is None else f"{steps:.1f}")]
+            ("mean forward steps", "-" if steps is None else f"{steps:.1f}"),
+            ("forward converged", share(r.get("forward_converged"))),
+            ("adjoint solved", share(r.get("adjoint_solved")))]
     print_rows(rows)
 
 

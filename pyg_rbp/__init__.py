@@ -6,13 +6,14 @@ implicit function theorem (Neumann, CG or fixed-point RBP) instead of
 unrolling through time (Liao et al., ICML 2018).
 """
 from .implicit import (BPTT, CG, METHODS, SOLVERS, TBPTT, ClosedFormMap,
-                       ConvergenceWarning, FixedPoint, GradientMethod,
-                       Neumann, RBPStats, rbp)
+                       ConvergenceMonitor, ConvergenceWarning, FixedPoint,
+                       GradientMethod, Hybrid, Neumann, RBPStats, rbp)
 from .nn import HopfieldConv, RBPGatedGraphConv
 
 __version__ = "0.1.0"
 
 __all__ = ["rbp", "RBPStats", "ConvergenceWarning", "RBPGatedGraphConv",
            "HopfieldConv", "Neumann", "CG", "FixedPoint", "BPTT", "TBPTT",
+           "Hybrid", "ConvergenceMonitor",
            "GradientMethod", "ClosedFormMap",
            "METHODS", "SOLVERS", "__version__"]

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pyg_rbp"
 #: Each subpackage and the ones it may import (``_checks`` / ``utils`` are
 #: leaves every level may use).
 ALLOWED: Dict[str, set] = {
-    "implicit": set(),
+    "implicit": {"utils"},
     "data": set(),
     "utils": set(),
     "nn": {"implicit"},

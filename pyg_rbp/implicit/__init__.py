@@ -2,12 +2,13 @@
 from .forward import SOLVERS
 from .maps import ClosedFormMap
 from .methods import (BPTT, CG, IMPLICIT_METHODS, METHODS, REGISTRY, TBPTT,
-                      FixedPoint, GradientMethod, MethodLike, Neumann,
-                      resolve_method)
+                      FixedPoint, GradientMethod, Hybrid, MethodLike,
+                      Neumann, resolve_method)
 from .rbp import rbp
-from .stats import ConvergenceWarning, RBPStats
+from .stats import ConvergenceMonitor, ConvergenceWarning, RBPStats
 
 __all__ = ["rbp", "RBPStats", "ConvergenceWarning", "METHODS", "SOLVERS",
            "IMPLICIT_METHODS", "REGISTRY", "GradientMethod", "MethodLike",
-           "Neumann", "CG", "FixedPoint", "BPTT", "TBPTT", "resolve_method",
+           "Neumann", "CG", "FixedPoint", "BPTT", "TBPTT", "Hybrid",
+           "resolve_method", "ConvergenceMonitor",
            "ClosedFormMap"]

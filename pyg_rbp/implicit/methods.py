@@ -12,17 +12,24 @@ or to a layer (``method=Neumann(steps=5)``), in the manner of diffrax's
   :math:`z \leftarrow J^\top z + g`.
 * :class:`BPTT`: back-propagation through every forward step.
 * :class:`TBPTT`: back-propagation through the last ``steps`` steps only.
+* :class:`Hybrid` (the layers' default): the implicit gradient of its
+  ``adjoint`` (Neumann-RBP) for a call whose forward reached its tolerance,
+  with the adjoint solved to its own tolerance; for a call that did not,
+  exact back-propagation through the steps it ran, while they fit a memory
+  budget. The implicit gradient is right only at a fixed point: this
+  method never uses it where there is none, unless memory forces it (and
+  then says so).
 
 The first three are *implicit*: they solve :math:`(I - J^\top) z = g` at the
 fixed point and keep one step in memory. The strings ``'neumann'``,
 ``'cg'``, ``'fixed_point'``, ``'bptt'``, ``'tbptt'`` with the flat options
-``backward_steps`` / ``backward_tol`` name the same values
+``'hybrid'`` with the flat options ``backward_steps`` / ``backward_tol`` name the same values
 (:func:`resolve_method`); :data:`METHODS` is built from the one registry
 here, so a new method is one class added to :data:`REGISTRY`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar, Dict, Optional, Tuple, Type, Union
 
 from torch import Tensor
@@ -150,10 +157,90 @@ class TBPTT(GradientMethod):
         return cls(steps=steps)
 
 
+#: The hybrid's default memory budget: bytes autograd may keep for the
+#: unrolled steps of a call whose forward did not converge (1 GiB).
+HYBRID_BUDGET = 2 ** 30
+#: The hybrid's adjoint cap grows with the forward's: at most
+#: ``max(adjoint.steps, HYBRID_STEP_FACTOR * max_iter)`` iterations.
+HYBRID_STEP_FACTOR = 2
+
+
+@dataclass(frozen=True)
+class Hybrid(GradientMethod):
+    r"""The implicit gradient where it is right, the exact one elsewhere.
+
+    The implicit function theorem gives the gradient of the fixed point
+    :math:`h^*` only if the forward reached it and the adjoint system
+    :math:`(I - J^\top) z = g` is solved. Per training call:
+
+    * forward converged (every graph within ``tol``): the ``adjoint``
+      method's implicit gradient (memory of one step), its iteration cap
+      raised to ``max(adjoint.steps, 2 * max_iter)``: a map whose forward
+      reaches ``tol`` within ``max_iter`` steps contracts at about
+      :math:`\mathrm{tol}^{1/\mathrm{max\_iter}}` per step or faster, and
+      the powers of :math:`J^\top` decay as those of :math:`J` do, so the
+      adjoint meets its own (tighter) tolerance within a comparable number
+      of terms (the forward's own count is no guide after a warm start);
+    * forward not converged: the forward is run again from :math:`h^{(0)}`
+      with autograd recording (the same steps, so the same state) and the
+      gradient is exact back-propagation through what was computed, as
+      :class:`BPTT` -- provided the recorded steps' memory, measured on two
+      recorded steps and multiplied by the number of steps, is at most
+      ``memory_budget`` bytes (``None``: no limit). Above it, the implicit
+      gradient is used anyway and the call is reported
+      (``stats.backward_method``, a :class:`ConvergenceWarning`).
+
+    ``stats.backward_method`` names what ran (``'neumann'``, ``'bptt'``,
+    ...). Memory is that of one step whenever the forward converges; a call
+    that does not costs the no-grad forward again and BPTT's memory.
+
+    Args:
+        adjoint: The implicit method for converged calls.
+            (default: ``Neumann(steps=20, tol=1e-6)``)
+        memory_budget: Bytes for the unrolled fallback, or ``None``.
+            (default: :data:`HYBRID_BUDGET`, 1 GiB)
+    """
+
+    adjoint: GradientMethod = field(default_factory=lambda: Neumann())
+    memory_budget: Optional[int] = HYBRID_BUDGET
+    name: ClassVar[str] = "hybrid"
+    implicit: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.adjoint, GradientMethod) or \
+                not self.adjoint.implicit or isinstance(self.adjoint, Hybrid):
+            raise TypeError(f"'adjoint' must be an implicit method value "
+                            f"such as Neumann(steps=20) or CG() (got "
+                            f"{self.adjoint!r})")
+        if self.memory_budget is not None:
+            check_int("memory_budget", self.memory_budget, 0)
+
+    @property  # type: ignore[override]
+    def uses_jvp(self) -> bool:  # noqa: D102 - the adjoint's
+        return self.adjoint.uses_jvp
+
+    @classmethod
+    def from_options(cls, steps: int, tol: float) -> "GradientMethod":
+        return cls(adjoint=Neumann(steps=steps, tol=tol))
+
+    def for_forward(self, max_iter: int) -> GradientMethod:
+        """The adjoint with its cap raised for a forward of at most
+        ``max_iter`` steps (see the class docstring)."""
+        steps = getattr(self.adjoint, "steps", None)
+        wanted = HYBRID_STEP_FACTOR * max_iter
+        if steps is None or steps >= wanted:
+            return self.adjoint
+        return replace(self.adjoint, steps=wanted)
+
+    def solve(self, vjp: Op, g: Tensor,
+              jvp: Callable[[], Op]) -> AdjointResult:
+        return self.adjoint.solve(vjp, g, jvp)
+
+
 #: The one registry: name -> class. :data:`METHODS` and
 #: :data:`IMPLICIT_METHODS` are read from it.
 REGISTRY: Dict[str, Type[GradientMethod]] = {
-    cls.name: cls for cls in (Neumann, CG, FixedPoint, BPTT, TBPTT)}
+    cls.name: cls for cls in (Neumann, CG, FixedPoint, BPTT, TBPTT, Hybrid)}
 METHODS: Tuple[str, ...] = tuple(REGISTRY)
 IMPLICIT_METHODS: Tuple[str, ...] = tuple(
     name for name, cls in REGISTRY.items() if cls.implicit)

@@ -32,10 +32,12 @@ from .._checks import (check_batch, check_choice, check_float_tensor,
 from .forward import (SOLVERS, IterationResult, check_interval,
                       graph_residual, iterate)
 from .maps import closed_form_vjp, promises_closed_form, release
-from .methods import (BPTT, TBPTT, GradientMethod, MethodLike,
+from .methods import (BPTT, TBPTT, GradientMethod, Hybrid, MethodLike,
                       resolve_method)
 from .precision import full_precision, switch_tol
-from .stats import ConvergenceWarning, RBPStats
+from .stats import (ConvergenceMonitor, ConvergenceWarning, RBPStats,
+                    user_stacklevel)
+from ..utils.memory import tensor_bytes
 
 PENALTIES = ("spectral", "frobenius")
 #: Power iterations behind jacobian_penalty='spectral'.
@@ -47,12 +49,14 @@ class _AdjointConfig:
 
     def __init__(self, h_out: Tensor, h_in: Tensor, method: GradientMethod,
                  stats: RBPStats,
-                 f: Optional[Callable[[Tensor], Tensor]] = None) -> None:
+                 f: Optional[Callable[[Tensor], Tensor]] = None,
+                 monitor: Optional[ConvergenceMonitor] = None) -> None:
         self.h_out = h_out
         self.h_in = h_in
         self.f = f
         self.method = method
         self.stats = stats
+        self.monitor = monitor
 
 
 class _ImplicitGrad(torch.autograd.Function):
@@ -97,6 +101,15 @@ class _ImplicitGrad(torch.autograd.Function):
         cfg.stats.backward_steps = result.steps
         cfg.stats.backward_residual = result.residual
         cfg.stats.backward_diverged = result.diverged
+        tol = getattr(cfg.method, "tol", None)
+        judged = isinstance(tol, float) and tol > 0 and \
+            result.residual == result.residual  # NaN: g passed through
+        solved = None if not judged else \
+            (not result.diverged and result.residual <= tol)
+        cfg.stats.backward_converged = solved
+        if cfg.monitor is not None and judged:
+            cfg.monitor.adjoint_calls += 1
+            cfg.monitor.adjoint_solved += bool(solved)
         # Done with the references the map kept for vjp_at (optional
         # protocol): autograd frees the recorded step's own tensors after
         # this backward, and these must not outlive them. A second backward
@@ -109,7 +122,30 @@ class _ImplicitGrad(torch.autograd.Function):
                 f"probably not a fixed point); its best finite estimate was "
                 f"used (see stats.backward_residual). Make F contractive or "
                 f"lower 'backward_steps'.", ConvergenceWarning, stacklevel=2)
+        elif solved is False:
+            _warn_adjoint(cfg, result.steps, result.residual, tol)
         return result.z.detach(), None
+
+
+def _warn_adjoint(cfg: _AdjointConfig, steps: int, residual: float,
+                  tol: float) -> None:
+    """The adjoint stopped at its cap above its tolerance: the gradient is
+    off by about that relative residual."""
+    text = (f"the '{cfg.method.name}' adjoint solve stopped at its cap of "
+            f"{steps} iterations with relative residual {residual:.1e} > "
+            f"tol={tol:g}, so the gradient is off by about that much. Raise "
+            f"'backward_steps' (or the method's steps), use method='cg', or "
+            f"make F more contractive; stats.backward_converged says per "
+            f"call.")
+    if cfg.monitor is not None:
+        cfg.monitor.warn_once("adjoint", text)
+    else:  # one text for every call: Python shows it once per place
+        warnings.warn("rbp: an adjoint solve stopped at its cap above its "
+                      "tolerance, so the gradient is off (the numbers are "
+                      "in stats.backward_residual / backward_converged). "
+                      "Raise 'backward_steps', use method='cg', or make F "
+                      "more contractive.", ConvergenceWarning,
+                      stacklevel=user_stacklevel())
 
 
 def _autograd_vjp(h_out: Tensor, h_in: Tensor) -> Callable[[Tensor], Tensor]:
@@ -177,21 +213,92 @@ def _finish_forward(stats: RBPStats, it: IterationResult,
                                             stats.forward_steps))
         stats.graph_steps = steps
         stats.graph_residual = graph_res
+
+
+def _all_converged(stats: RBPStats) -> bool:
+    conv = stats.converged
+    return bool(conv.all()) if isinstance(conv, Tensor) else bool(conv)
+
+
+def _report_forward(stats: RBPStats, it: IterationResult,
+                    batch: Optional[Tensor], tol: float,
+                    monitor: Optional[ConvergenceMonitor]) -> None:
+    """Count the call in ``monitor`` and warn about a forward that produced
+    non-finite values or missed ``tol`` (once per monitor, or once per
+    place in the code without one)."""
+    converged = _all_converged(stats)
+    if monitor is not None and torch.is_grad_enabled():
+        monitor.calls += 1
+        monitor.forward_converged += converged
+        monitor.unrolled += stats.backward_method in ("bptt", "tbptt")
     if it.nonfinite:
         warnings.warn(
             f"rbp: the forward iteration produced non-finite values at step "
             f"{it.steps}; F is not a contraction here (see docs/methods.md).",
-            ConvergenceWarning, stacklevel=3)
-    elif tol > 0 and not bool(converged.all()):
-        # The text stays the same from call to call (no residual in it), so
-        # Python's warning filter shows it once per place, not every epoch;
-        # the numbers are in the stats.
-        what = "some graphs" if batch is not None else "the state"
-        warnings.warn(
-            f"rbp: {what} did not reach tol={tol:g} within {stats.forward_steps}"
-            f" steps; the last state is returned (its residual is in the "
-            f"stats). Raise max_iter, use solver='anderson', or make F more "
-            f"contractive.", ConvergenceWarning, stacklevel=3)
+            ConvergenceWarning, stacklevel=user_stacklevel())
+        return
+    if tol <= 0 or converged:
+        return
+    what = "some graphs" if batch is not None else "the state"
+    if monitor is not None:
+        if stats.backward_method == "bptt" and stats.method == "hybrid":
+            grad = ("training calls like it take their gradient by "
+                    "back-propagation through the steps (memory grows with "
+                    "the steps)")
+        elif torch.is_grad_enabled() and stats.method == "hybrid":
+            grad = ("its unrolled steps did not fit the memory budget, so "
+                    "its gradient is the implicit one at a state that is "
+                    "not a fixed point: off by an unknown amount")
+        elif stats.backward_method in ("bptt", "tbptt"):
+            grad = "its gradient is back-propagation through the steps"
+        else:
+            grad = ("an implicit gradient there is off by an unknown "
+                    "amount (it holds only at a fixed point)")
+        monitor.warn_once(
+            "forward",
+            f"{what} did not reach tol={tol:g} within {stats.forward_steps} "
+            f"steps (relative residual {stats.forward_residual:.1e}); "
+            f"{grad}. Raise the step limit (num_layers / max_iter), use "
+            f"solver='anderson', or make F more contractive; the share of "
+            f"converged calls is in the layer's monitor.")
+        return
+    # The text stays the same from call to call (no residual in it), so
+    # Python's warning filter shows it once per place, not every epoch;
+    # the numbers are in the stats.
+    warnings.warn(
+        f"rbp: {what} did not reach tol={tol:g} within {stats.forward_steps}"
+        f" steps; the last state is returned (its residual is in the "
+        f"stats). Raise max_iter, use solver='anderson', or make F more "
+        f"contractive.", ConvergenceWarning, stacklevel=user_stacklevel())
+
+
+def _unrolled_bytes(f: Callable[[Tensor], Tensor], h: Tensor,
+                    steps: int) -> int:
+    """Bytes autograd would keep for ``steps`` recorded steps of ``f``
+    from about ``h``: two steps are recorded (and dropped) to count what
+    each step adds; storages both steps save (parameters, inputs, the
+    adjacency) count once, not per step."""
+    seen: List[dict] = [{}, {}]
+    current = [0]
+
+    def pack(t: Tensor) -> Tensor:
+        if t.layout == torch.strided:  # views count once, as their storage
+            storage = t.untyped_storage()
+            key: Any = storage.data_ptr()
+            size = storage.nbytes()
+        else:  # sparse layouts
+            key, size = id(t), tensor_bytes(t)
+        seen[current[0]][key] = size
+        return t
+
+    with torch.enable_grad(), \
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        h1 = f(h.detach().requires_grad_(True))
+        current[0] = 1
+        f(h1)
+    first, second = seen
+    per_step = sum(b for k, b in second.items() if k not in first)
+    return sum(first.values()) + per_step * max(steps - 1, 0)
 
 
 def _penalty(h_out: Tensor, h_in: Tensor, kind: str,
@@ -253,7 +360,9 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
         jacobian_penalty: Optional[str] = None,
         contraction_bound: Optional[float] = None,
         contraction_weight: float = 10.0,
-        check_every: Optional[int] = None) -> Tuple[Tensor, RBPStats]:
+        check_every: Optional[int] = None,
+        monitor: Optional[ConvergenceMonitor] = None
+        ) -> Tuple[Tensor, RBPStats]:
     r"""Find the fixed point :math:`h^* = F(h^*)` and differentiate through it.
 
     Args:
@@ -270,9 +379,13 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
             1, random start), :class:`~pyg_rbp.implicit.BPTT`
             (back-propagation through every step) or
             :class:`~pyg_rbp.implicit.TBPTT` (through the last steps only),
+            :class:`~pyg_rbp.implicit.Hybrid` (the implicit gradient where
+            the forward converged, exact back-propagation through the steps
+            where it did not; the layers' default),
             e.g. ``method=CG(steps=50)``; or its name, ``'neumann'``,
-            ``'cg'``, ``'fixed_point'``, ``'bptt'``, ``'tbptt'``, with the
-            settings from ``backward_steps`` / ``backward_tol``.
+            ``'cg'``, ``'fixed_point'``, ``'bptt'``, ``'tbptt'``,
+            ``'hybrid'``, with the settings from ``backward_steps`` /
+            ``backward_tol``.
             (default: :obj:`"neumann"`)
         max_iter (int, optional): The most evaluations of :math:`F`, the
             final differentiable step included. (default: :obj:`100`)
@@ -335,6 +448,12 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
             after the last graph converged. ``None``: 1 on the CPU,
             :data:`~pyg_rbp.implicit.forward.DEVICE_CHECK_EVERY` (8)
             elsewhere. (default: :obj:`None`)
+        monitor (ConvergenceMonitor, optional): A tally to count this call
+            in and to warn through, once per kind of miss (a layer passes
+            its own, so that each layer instance warns once with the
+            numbers). Without it, a forward that misses ``tol`` and an
+            adjoint that misses its tolerance each warn once per place in
+            the code. (default: :obj:`None`)
 
     Returns:
         ``(h_star, stats)``: the state after the last step and an
@@ -392,12 +511,8 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
     stats = RBPStats(method=gradient.name, solver=solver)
 
     if isinstance(gradient, BPTT) and torch.is_grad_enabled():
-        it = iterate(f, h0, max_iter, tol, solver, batch, num_graphs)
-        _finish_forward(stats, it, None, [], batch, num_graphs, tol)
-        stats.backward_steps = it.steps
-        if jacobian_penalty:
-            stats.jacobian_penalty = _penalty_at(f, it.h, jacobian_penalty)
-        return it.h, stats
+        return _unrolled(f, h0, max_iter, tol, solver, batch, num_graphs,
+                         stats, jacobian_penalty, monitor)
 
     if isinstance(gradient, TBPTT) and torch.is_grad_enabled():
         k = min(gradient.steps, max_iter)
@@ -407,6 +522,8 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
         h, res, tail = _steps_after(f, it.h.detach(), k, batch, num_graphs)
         _finish_forward(stats, it, res, tail, batch, num_graphs, tol)
         stats.backward_steps = k
+        stats.backward_method = gradient.name
+        _report_forward(stats, it, batch, tol, monitor)
         if jacobian_penalty:
             stats.jacobian_penalty = _penalty_at(f, h, jacobian_penalty)
         return h, stats
@@ -414,6 +531,14 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
     with torch.no_grad():
         it = iterate(f, h0.detach(), max_iter - 1, tol, solver, batch,
                      num_graphs, every)
+    if isinstance(gradient, Hybrid):
+        if torch.is_grad_enabled() and not bool(it.done.all()) and \
+                (gradient.memory_budget is None or _unrolled_bytes(
+                    f, it.h, max_iter) <= gradient.memory_budget):
+            # not at a fixed point: the exact gradient of what is computed
+            return _unrolled(f, h0, max_iter, tol, solver, batch,
+                             num_graphs, stats, jacobian_penalty, monitor)
+        gradient = gradient.for_forward(max_iter)
     h_in = it.h.detach()
     # The safeguard acts on calls whose loop stopped short of tol.
     guard = contraction_bound is not None and contraction_weight > 0 and \
@@ -423,6 +548,8 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
         h_in.requires_grad_(True)
     h_out, res, tail = _steps_after(f, h_in, 1, batch, num_graphs)
     _finish_forward(stats, it, res, tail, batch, num_graphs, tol)
+    stats.backward_method = gradient.name
+    _report_forward(stats, it, batch, tol, monitor)
     if not torch.is_grad_enabled():
         return h_out, stats
     if jacobian_penalty:
@@ -435,8 +562,25 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
         penalty = _contraction_penalty(h_out, h_in, f, contraction_bound,
                                        contraction_weight, spectral)
         stats.contraction_penalty = float(penalty.detach())
-    cfg = _AdjointConfig(h_out, h_in, gradient, stats, f)
+    cfg = _AdjointConfig(h_out, h_in, gradient, stats, f, monitor)
     out = _ImplicitGrad.apply(h_out, cfg)
     if penalty is not None and bool(penalty > 0):
         out = _AddToLoss.apply(out, penalty)
     return out, stats
+
+
+def _unrolled(f: Callable[[Tensor], Tensor], h0: Tensor, max_iter: int,
+              tol: float, solver: str, batch: Optional[Tensor],
+              num_graphs: int, stats: RBPStats,
+              jacobian_penalty: Optional[str],
+              monitor: Optional[ConvergenceMonitor]
+              ) -> Tuple[Tensor, RBPStats]:
+    """Every step recorded (BPTT, and the hybrid's fallback)."""
+    it = iterate(f, h0, max_iter, tol, solver, batch, num_graphs)
+    _finish_forward(stats, it, None, [], batch, num_graphs, tol)
+    stats.backward_steps = it.steps
+    stats.backward_method = "bptt"
+    _report_forward(stats, it, batch, tol, monitor)
+    if jacobian_penalty:
+        stats.jacobian_penalty = _penalty_at(f, it.h, jacobian_penalty)
+    return it.h, stats

@@ -1,8 +1,12 @@
-"""Solver diagnostics: a small record per call, and the warning we raise."""
+"""Solver diagnostics: a small record per call, a per-layer tally, and the
+warning we raise."""
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from dataclasses import dataclass, field
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Set, Union
 
 from torch import Tensor
 
@@ -54,6 +58,15 @@ class RBPStats:
             their right-hand side; ``None`` for ``'bptt'``/``'tbptt'``.
         backward_diverged: Whether the adjoint solve was stopped because it
             diverged (then the last finite, best estimate was used).
+        backward_converged: Whether the adjoint solve met its tolerance
+            (``backward_residual <= tol`` of the method, without
+            divergence); ``None`` for unrolled gradients and for a method
+            with ``tol=0`` (a fixed number of iterations by request).
+        backward_method: The method whose gradient this call's backward
+            computes: the method's own name, except for ``'hybrid'``, which
+            names what it chose (``'neumann'`` when the forward converged,
+            ``'bptt'`` when it fell back to back-propagation through the
+            steps; see :class:`~pyg_rbp.implicit.Hybrid`).
         jacobian_penalty: With ``jacobian_penalty`` set and grad enabled, a
             differentiable estimate of :math:`\sigma_{\max}(J)^2`
             (``'spectral'``) or :math:`\|J\|_F^2 / n` (``'frobenius'``) at
@@ -78,5 +91,78 @@ class RBPStats:
     backward_steps: Optional[int] = None
     backward_residual: Optional[float] = None
     backward_diverged: bool = False
+    backward_converged: Optional[bool] = None
+    backward_method: Optional[str] = None
     jacobian_penalty: Optional[Tensor] = field(default=None, repr=False)
     contraction_penalty: Optional[float] = None
+
+
+@dataclass
+class ConvergenceMonitor:
+    """A layer's tally of its training calls, and its warnings, once each.
+
+    :func:`pyg_rbp.rbp` updates it when given one (``monitor=``): every call
+    with grad enabled counts in :attr:`calls`; those whose forward reached
+    ``tol`` in :attr:`forward_converged`; those whose gradient was an
+    adjoint solve in :attr:`adjoint_calls`, and of them those that met
+    the adjoint's tolerance in :attr:`adjoint_solved`; those whose gradient
+    was back-propagation through the steps (:class:`~pyg_rbp.implicit.BPTT`,
+    or :class:`~pyg_rbp.implicit.Hybrid`'s fallback) in :attr:`unrolled`.
+    The first call that misses the forward tolerance, and the first adjoint
+    solve that misses its own, each raise one :class:`ConvergenceWarning`
+    that names the numbers and the option to change; later ones are
+    counted, not repeated (:meth:`reset` re-arms them).
+
+    Attributes:
+        owner: Who is warning (e.g. the layer's class name).
+    """
+
+    owner: str = "rbp"
+    calls: int = 0
+    forward_converged: int = 0
+    adjoint_calls: int = 0
+    adjoint_solved: int = 0
+    unrolled: int = 0
+    warned: Set[str] = field(default_factory=set, repr=False)
+
+    def reset(self) -> None:
+        """Zero the counts and re-arm the warnings."""
+        self.calls = self.forward_converged = self.adjoint_calls = 0
+        self.adjoint_solved = self.unrolled = 0
+        self.warned.clear()
+
+    def shares(self) -> Dict[str, float]:
+        """The shares of training calls: forward converged, adjoint solved
+        (of the calls with an adjoint solve) and unrolled (NaN where no call
+        counts)."""
+        def share(n: int, d: int) -> float:
+            return n / d if d else float("nan")
+        return {"forward_converged": share(self.forward_converged, self.calls),
+                "adjoint_solved": share(self.adjoint_solved,
+                                        self.adjoint_calls),
+                "unrolled": share(self.unrolled, self.calls)}
+
+    def warn_once(self, kind: str, message: str) -> None:
+        """Raise ``message`` as a :class:`ConvergenceWarning` the first time
+        ``kind`` is seen, attributed to the user's line that led here."""
+        if kind in self.warned:
+            return
+        self.warned.add(kind)
+        warnings.warn(f"{self.owner}: {message}", ConvergenceWarning,
+                      stacklevel=user_stacklevel())
+
+
+#: pyg_rbp's own folder: its frames are not the user's.
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside pyg_rbp and torch (a
+    layer's call, or ``loss.backward()``), seen from the caller of
+    :func:`warnings.warn`."""
+    import torch  # here: stats.py itself does not need torch at import
+    skipped = (_PACKAGE, os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(skipped):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -142,6 +142,10 @@ class RBPLightningModule(pl.LightningModule):
             loss = loss + self.jacobian_weight * stats.jacobian_penalty
         self._log("fwd_steps", stats.forward_steps)
         self._log("fwd_residual", stats.forward_residual)
+        # the share of calls whose forward reached tol (every graph of it)
+        conv = stats.converged
+        self._log("fwd_converged", conv.all().float()
+                  if isinstance(conv, Tensor) else float(conv))
         # the layer's own safeguard: already in the backward pass, logged
         # here (0 for calls that converged and so did not compute it)
         self._log("contraction_penalty", stats.contraction_penalty or 0.0)
@@ -153,6 +157,11 @@ class RBPLightningModule(pl.LightningModule):
             self._log("bwd_steps", stats.backward_steps)
             if stats.backward_residual is not None:
                 self._log("bwd_residual", stats.backward_residual)
+            if stats.backward_converged is not None:  # an adjoint solve
+                self._log("bwd_converged", float(stats.backward_converged))
+            # the share of calls back-propagated through their steps
+            self._log("unrolled", float(stats.backward_method in
+                                        ("bptt", "tbptt")))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr,

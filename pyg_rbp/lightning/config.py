@@ -70,9 +70,10 @@ def field_help(cls: type, name: str) -> Dict[str, Any]:
 class RunConfig:
     """The options every run shares; see the subclasses for the rest."""
 
-    method: str = opt("neumann", choices=METHODS,
-                      help="gradient method: neumann / cg / fixed_point "
-                           "(RBP), bptt, tbptt")
+    method: str = opt("hybrid", choices=METHODS,
+                      help="gradient method: hybrid (implicit where the "
+                           "forward converged, BPTT where not), neumann / "
+                           "cg / fixed_point (RBP), bptt, tbptt")
     num_layers: Optional[int] = opt(30, minimum=1,
                                     help="most propagation steps T")
     backward_steps: Optional[int] = opt(

@@ -18,7 +18,7 @@ from .config import RunConfig, opt
 from .datamodule import LOADERS, NodeDataModule
 from .module import NodeClassificationModule
 from .report import write_report
-from .trainer import EpochHistory, make_trainer
+from .trainer import EpochHistory, make_trainer, mean_of
 
 
 @dataclass
@@ -129,6 +129,10 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
         "peak_memory_bytes": _peak_memory(on_gpu),
         "peak_saved_bytes": int(module.peak_saved_bytes),
         "mean_forward_steps": sum(steps) / len(steps) if steps else None,
+        # shares of training calls (means of the per-epoch shares)
+        "forward_converged": mean_of(history.epochs, "fwd_converged"),
+        "adjoint_solved": mean_of(history.epochs, "bwd_converged"),
+        "unrolled": mean_of(history.epochs, "unrolled"),
         "best_checkpoint": best,
         "residual_trace_first": history.first_trace,
         "residual_trace_final": list(module.model.stats.residual_trace),

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .._checks import check_choice, check_int, check_tol
-from ..implicit import SOLVERS, GradientMethod, MethodLike, resolve_method
+from ..implicit import (SOLVERS, ConvergenceMonitor, GradientMethod,
+                        MethodLike, resolve_method)
 
 
 def set_solver_options(layer: Any, method: MethodLike, tol: float,
@@ -35,6 +36,8 @@ def set_solver_options(layer: Any, method: MethodLike, tol: float,
             else backward_tol)
     layer.tol = check_tol("tol", tol)
     layer.solver = check_choice("solver", solver, SOLVERS)
+    # the layer's tally of its training calls; it warns once per instance
+    layer.monitor = ConvergenceMonitor(owner=type(layer).__name__)
 
 
 def gradient_method(layer: Any) -> GradientMethod:

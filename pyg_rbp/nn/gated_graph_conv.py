@@ -88,11 +88,18 @@ class RBPGatedGraphConv(MessagePassing):
             whose added self-loops get a weight of their own). :math:`k = 1`
             is the untyped layer (``weight`` ``[C, C]``). (default: :obj:`1`)
         method (str or GradientMethod, optional): Gradient method, as a
-            value carrying its settings (``Neumann(steps=5)``, ``CG(...)``,
-            ``FixedPoint(...)``, ``BPTT()``, ``TBPTT(steps)``, from
-            :mod:`pyg_rbp`) or by name: :obj:`"neumann"`, :obj:`"cg"`,
-            :obj:`"fixed_point"`, :obj:`"bptt"` or :obj:`"tbptt"`.
-            (default: :obj:`"neumann"`)
+            value carrying its settings (``Hybrid(...)``,
+            ``Neumann(steps=5)``, ``CG(...)``, ``FixedPoint(...)``,
+            ``BPTT()``, ``TBPTT(steps)``, from :mod:`pyg_rbp`) or by name:
+            :obj:`"hybrid"`, :obj:`"neumann"`, :obj:`"cg"`,
+            :obj:`"fixed_point"`, :obj:`"bptt"` or :obj:`"tbptt"`. The
+            default, :class:`~pyg_rbp.Hybrid`, takes Neumann-RBP's implicit
+            gradient for calls whose propagation converged (the adjoint
+            solved to ``backward_tol``) and back-propagates through the
+            steps for calls that did not (while they fit 1 GiB), since the
+            implicit gradient holds only at a fixed point; ``stats``
+            says which ran, :attr:`monitor` counts them.
+            (default: :obj:`"hybrid"`)
         tol (float, optional): Relative residual at which propagation stops;
             ``0`` runs exactly ``num_layers`` steps. (default: :obj:`1e-5`)
         solver (str, optional): Forward solver, :obj:`"fixed_point"` or
@@ -158,13 +165,17 @@ class RBPGatedGraphConv(MessagePassing):
         - **output:** node features :math:`(|\mathcal{V}|, F_{out})`
 
     After each call, :attr:`stats` holds that call's
-    :class:`pyg_rbp.RBPStats` (its backward fields fill in on backward).
+    :class:`pyg_rbp.RBPStats` (its backward fields fill in on backward), and
+    :attr:`monitor` (a :class:`pyg_rbp.ConvergenceMonitor`) counts the
+    training calls whose propagation converged, whose adjoint met its
+    tolerance and which were unrolled; the first miss of each kind raises
+    one :class:`pyg_rbp.ConvergenceWarning` per layer instance.
     """
 
     def __init__(self, out_channels: int, num_layers: int = 100,
                  aggr: str = "add", bias: bool = True, *,
                  num_edge_types: int = 1,
-                 method: MethodLike = "neumann", tol: float = 1e-5,
+                 method: MethodLike = "hybrid", tol: float = 1e-5,
                  solver: str = "fixed_point",
                  backward_steps: Optional[int] = None,
                  backward_tol: Optional[float] = None,
@@ -285,7 +296,8 @@ class RBPGatedGraphConv(MessagePassing):
                             solver=self.solver, batch=batch,
                             jacobian_penalty=self.jacobian_penalty,
                             contraction_bound=self.contraction_bound,
-                            contraction_weight=self.contraction_weight)
+                            contraction_weight=self.contraction_weight,
+                            monitor=self.monitor)
         self._warm.put(key, h)
         return h
 

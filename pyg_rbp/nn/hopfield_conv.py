@@ -141,7 +141,8 @@ class HopfieldConv(MessagePassing):
         step, h0 = self.fixed_point_map(inputs, clamp_mask, edge_index)
         h, self.stats = rbp(step, h0, method=gradient_method(self),
                             max_iter=self.num_steps, tol=self.tol,
-                            solver=self.solver)
+                            solver=self.solver,
+                            monitor=self.monitor)
         return h
 
     def _propagate(self, edge_index: Tensor, s: Tensor,

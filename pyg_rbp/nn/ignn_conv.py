@@ -150,7 +150,8 @@ class IGNNConv(torch.nn.Module):
 
         h0 = x.new_zeros(x.size(0), self.out_channels)
         h, self.stats = rbp(f, h0, method=gradient_method(self),
-                            max_iter=self.num_layers, tol=self.tol)
+                            max_iter=self.num_layers, tol=self.tol,
+                            monitor=self.monitor)
         return h
 
     @torch.no_grad()

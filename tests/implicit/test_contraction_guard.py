@@ -2,6 +2,8 @@
 whose forward did not converge, and adds exactly w * max(0, rho^2 - b^2)."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -86,26 +88,40 @@ def test_bad_bounds_are_refused() -> None:
         RBPGatedGraphConv(8, contraction_bound=0.0)
 
 
-def test_layer_default_guards_an_unconverged_training_call() -> None:
-    conv = RBPGatedGraphConv(8, num_layers=3, tol=1e-12)
+def test_layer_guards_an_unconverged_implicit_call() -> None:
+    # with an implicit method by name, an unconverged training call carries
+    # the safeguard's penalty (bound 0.99, weight 10 by default)
+    conv = RBPGatedGraphConv(8, num_layers=3, tol=1e-12, method="neumann")
     x = torch.randn(10, 8)
     edge_index = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
     with pytest.warns(UserWarning, match="did not reach tol"):
         conv(x, edge_index).sum().backward()
     assert conv.stats.contraction_penalty is not None
-    # the default is bound 0.99, weight 10: the same penalty as set by hand
     explicit = RBPGatedGraphConv(8, num_layers=3, tol=1e-12,
-                                 contraction_bound=0.99,
+                                 method="neumann", contraction_bound=0.99,
                                  contraction_weight=10.0)
     explicit.load_state_dict(conv.state_dict())
-    for layer in (conv, explicit):
-        torch.manual_seed(7)  # the power iteration's start
-        with pytest.warns(UserWarning, match="did not reach tol"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for layer in (conv, explicit):
+            torch.manual_seed(7)  # the power iteration's start
             layer(x, edge_index)
     assert conv.stats.contraction_penalty == \
         explicit.stats.contraction_penalty
-    off = RBPGatedGraphConv(8, num_layers=3, tol=1e-12,
+    off = RBPGatedGraphConv(8, num_layers=3, tol=1e-12, method="neumann",
                             contraction_bound=None)
     with pytest.warns(UserWarning):
         off(x, edge_index).sum().backward()
     assert off.stats.contraction_penalty is None
+
+
+def test_layer_default_unrolls_instead_of_guarding() -> None:
+    # the default (hybrid) back-propagates through an unconverged call's
+    # steps: exact, so no safeguard acts on it
+    conv = RBPGatedGraphConv(8, num_layers=3, tol=1e-12)
+    x = torch.randn(10, 8)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
+    with pytest.warns(UserWarning, match="did not reach tol"):
+        conv(x, edge_index).sum().backward()
+    assert conv.stats.backward_method == "bptt"
+    assert conv.stats.contraction_penalty is None

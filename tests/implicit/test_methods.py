@@ -6,7 +6,7 @@ from typing import Callable, Optional
 import pytest
 import torch
 
-from pyg_rbp import (BPTT, CG, METHODS, TBPTT, ClosedFormMap, FixedPoint,
+from pyg_rbp import (BPTT, CG, METHODS, TBPTT, ClosedFormMap, FixedPoint, Hybrid,
                      GradientMethod, Neumann, RBPGatedGraphConv, rbp)
 from pyg_rbp.implicit import IMPLICIT_METHODS, REGISTRY, resolve_method
 from pyg_rbp.implicit.adjoint import AdjointResult
@@ -70,14 +70,17 @@ def test_fixed_point_init_is_a_setting() -> None:
 
 
 def test_one_registry() -> None:
-    assert METHODS == ("neumann", "cg", "fixed_point", "bptt", "tbptt")
+    assert METHODS == ("neumann", "cg", "fixed_point", "bptt", "tbptt",
+                       "hybrid")
     assert METHODS == tuple(REGISTRY)
-    assert IMPLICIT_METHODS == ("neumann", "cg", "fixed_point")
+    assert IMPLICIT_METHODS == ("neumann", "cg", "fixed_point", "hybrid")
     for name, cls in REGISTRY.items():
         made = resolve_method(name, 9, 1e-4)
         assert isinstance(made, cls) and made.name == name
     assert resolve_method("tbptt", 9) == TBPTT(steps=9)
     assert resolve_method("cg") == CG(steps=20, tol=1e-6)
+    assert resolve_method("hybrid", 9, 1e-4) == \
+        Hybrid(adjoint=Neumann(steps=9, tol=1e-4))
 
 
 def test_bad_methods_are_refused() -> None:

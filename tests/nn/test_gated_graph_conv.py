@@ -24,18 +24,25 @@ def _graph(device: torch.device):
 
 def test_repr_and_defaults() -> None:
     conv = RBPGatedGraphConv(32, num_layers=3)
-    assert repr(conv) == "RBPGatedGraphConv(32, num_layers=3, method=neumann)"
+    assert repr(conv) == "RBPGatedGraphConv(32, num_layers=3, method=hybrid)"
     assert repr(RBPGatedGraphConv(8, 5, method="cg")) == \
         "RBPGatedGraphConv(8, num_layers=5, method=cg)"
     conv = RBPGatedGraphConv(16, tol=0.0)
     assert conv.stats is None
-    # the defaults at work: 100 propagation steps, Neumann-RBP with at
-    # most 20 terms
+    # the defaults at work: 100 propagation steps; tol=0 never counts as
+    # converged, so the hybrid back-propagates through all of them
     x, edge_index = torch.randn(6, 16), torch.tensor([[0, 1, 2], [1, 2, 0]])
     conv(x, edge_index).sum().backward()
     assert conv.stats.forward_steps == 100
-    assert conv.stats.method == "neumann"
-    assert 1 <= conv.stats.backward_steps <= 20
+    assert conv.stats.method == "hybrid"
+    assert conv.stats.backward_method == "bptt"
+    assert conv.stats.backward_steps == 100
+    # converged: Neumann-RBP, solved to its tolerance
+    conv = RBPGatedGraphConv(16)
+    conv(x, edge_index).sum().backward()
+    assert conv.stats.converged and conv.stats.backward_method == "neumann"
+    assert conv.stats.backward_converged is True
+    assert conv.stats.backward_residual <= 1e-6
 
 
 def test_same_positional_arguments_as_gated_graph_conv() -> None:
@@ -173,9 +180,9 @@ def test_drop_in_replacement_trains() -> None:
     def train(conv_cls) -> tuple:
         torch.manual_seed(0)
         model = Net(conv_cls)
-        opt = torch.optim.Adam(model.parameters(), lr=0.02)
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
         losses = []
-        for _ in range(60):
+        for _ in range(100):
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(x, edge_index), y)
             loss.backward()
@@ -190,6 +197,13 @@ def test_drop_in_replacement_trains() -> None:
         losses, acc = train(RBPGatedGraphConv)  # ... and so does the swap
     assert losses[-1] < 0.1 * losses[0]
     assert acc >= 0.95
+    # the default's gradient is BPTT's on every call that did not converge
+    # (here nearly all): it trains as back-propagation through the layer
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        bptt_losses, _ = train(lambda *a: RBPGatedGraphConv(*a,
+                                                            method="bptt"))
+    assert losses[-1] < 2 * bptt_losses[-1] + 1e-3
 
 
 def test_batched_graphs_converge_per_graph() -> None:

@@ -71,14 +71,14 @@ def test_weight_shape_and_repr() -> None:
     conv = RBPGatedGraphConv(8, num_layers=5, num_edge_types=4)
     assert conv.weight.shape == (4, 8, 8)
     assert repr(conv) == \
-        "RBPGatedGraphConv(8, num_layers=5, num_edge_types=4, method=neumann)"
+        "RBPGatedGraphConv(8, num_layers=5, num_edge_types=4, method=hybrid)"
     # normalize's self-loops get a weight of their own
     assert RBPGatedGraphConv(8, num_edge_types=4, normalize=True) \
         .weight.shape == (5, 8, 8)
     # one type is the untyped layer, weight and repr included
     one = RBPGatedGraphConv(8, num_layers=5, num_edge_types=1)
     assert one.weight.shape == (8, 8)
-    assert repr(one) == "RBPGatedGraphConv(8, num_layers=5, method=neumann)"
+    assert repr(one) == "RBPGatedGraphConv(8, num_layers=5, method=hybrid)"
 
 
 @pytest.mark.parametrize("normalize", [False, True])
@@ -144,7 +144,7 @@ def test_training_memory_with_types_does_not_grow_with_steps() -> None:
 
     def saved(steps: int) -> int:
         conv = RBPGatedGraphConv(8, num_layers=steps, tol=0.0,
-                                 num_edge_types=4).double()
+                                 num_edge_types=4, method="neumann").double()
         with SavedTensorMeter() as meter:
             conv(x, edge_index, edge_type=edge_type)
         return meter.bytes
