@@ -55,7 +55,9 @@ def run_one(task: int, contender: str, a: argparse.Namespace) -> None:
     from pyg_rbp.lightning import BabiTrainConfig, train_babi
     warnings.simplefilter("ignore")
     torch.set_num_threads(a.threads)
-    spec = TASKS[task]
+    spec = dict(TASKS[task])
+    if a.hidden is not None:
+        spec["hidden"] = a.hidden
     cfg = BabiTrainConfig(
         task=task, method="bptt" if contender == "pyg" else contender,
         folds=a.folds, hidden=spec["hidden"],
@@ -134,6 +136,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--pyg-layers", type=int, default=5,
                    help="GatedGraphConv's steps (GGNN used 5 on bAbI)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--hidden", type=int, default=None,
+                   help="hidden size for every task (default: per task, "
+                        "TASKS); give a --results folder of its own")
     p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--results", default=str(RESULTS),
                    help="folder of the JSON files (and Lightning logs)")
@@ -154,6 +159,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                        "--epochs", str(a.epochs), "--seed", str(a.seed),
                        "--pyg-layers", str(a.pyg_layers),
                        "--threads", str(a.threads),
+                       *(["--hidden", str(a.hidden)] if a.hidden else []),
                        "--data-root", a.data_root,
                        "--results", a.results,
                        "--folds", *map(str, a.folds)]

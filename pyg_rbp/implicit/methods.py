@@ -194,15 +194,25 @@ class Hybrid(GradientMethod):
     ...). Memory is that of one step whenever the forward converges; a call
     that does not costs the no-grad forward again and BPTT's memory.
 
+    With ``predict`` (and a :class:`~pyg_rbp.implicit.ConvergenceMonitor`,
+    which the layers pass), a training call that follows an unrolled one
+    records its steps from the start instead of running them twice (the
+    budget checked on the last call's bytes per state element); its
+    gradient is then BPTT's even if it converges, and the call after a
+    converged one goes back to the no-grad forward first.
+
     Args:
         adjoint: The implicit method for converged calls.
             (default: ``Neumann(steps=20, tol=1e-6)``)
         memory_budget: Bytes for the unrolled fallback, or ``None``.
             (default: :data:`HYBRID_BUDGET`, 1 GiB)
+        predict: Record from the start after an unrolled call.
+            (default: :obj:`True`)
     """
 
     adjoint: GradientMethod = field(default_factory=lambda: Neumann())
     memory_budget: Optional[int] = HYBRID_BUDGET
+    predict: bool = True
     name: ClassVar[str] = "hybrid"
     implicit: ClassVar[bool] = True
 
@@ -214,6 +224,9 @@ class Hybrid(GradientMethod):
                             f"{self.adjoint!r})")
         if self.memory_budget is not None:
             check_int("memory_budget", self.memory_budget, 0)
+        if not isinstance(self.predict, bool):
+            raise TypeError(f"'predict' must be a bool (got "
+                            f"{type(self.predict).__name__})")
 
     @property  # type: ignore[override]
     def uses_jvp(self) -> bool:  # noqa: D102 - the adjoint's

@@ -528,16 +528,35 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
             stats.jacobian_penalty = _penalty_at(f, h, jacobian_penalty)
         return h, stats
 
+    hybrid = isinstance(gradient, Hybrid) and torch.is_grad_enabled()
+    if hybrid and gradient.predict and monitor is not None and \
+            monitor.unrolled_rate is not None and \
+            (gradient.memory_budget is None or monitor.unrolled_rate *
+             h0.numel() <= gradient.memory_budget):
+        # the last training call did not converge: record from the start
+        out, stats = _unrolled(f, h0, max_iter, tol, solver, batch,
+                               num_graphs, stats, jacobian_penalty, monitor)
+        if _all_converged(stats):
+            monitor.unrolled_rate = None  # the next call tries RBP again
+        return out, stats
     with torch.no_grad():
         it = iterate(f, h0.detach(), max_iter - 1, tol, solver, batch,
                      num_graphs, every)
     if isinstance(gradient, Hybrid):
-        if torch.is_grad_enabled() and not bool(it.done.all()) and \
-                (gradient.memory_budget is None or _unrolled_bytes(
-                    f, it.h, max_iter) <= gradient.memory_budget):
-            # not at a fixed point: the exact gradient of what is computed
-            return _unrolled(f, h0, max_iter, tol, solver, batch,
-                             num_graphs, stats, jacobian_penalty, monitor)
+        if hybrid and not bool(it.done.all()):
+            need = 0 if gradient.memory_budget is None else \
+                _unrolled_bytes(f, it.h, max_iter)
+            if gradient.memory_budget is None or \
+                    need <= gradient.memory_budget:
+                # not at a fixed point: the exact gradient of what is
+                # computed, by recording the same steps again
+                if monitor is not None:
+                    monitor.unrolled_rate = need / max(h0.numel(), 1)
+                return _unrolled(f, h0, max_iter, tol, solver, batch,
+                                 num_graphs, stats, jacobian_penalty,
+                                 monitor)
+        elif hybrid and monitor is not None:
+            monitor.unrolled_rate = None
         gradient = gradient.for_forward(max_iter)
     h_in = it.h.detach()
     # The safeguard acts on calls whose loop stopped short of tol.

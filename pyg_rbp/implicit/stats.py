@@ -124,12 +124,19 @@ class ConvergenceMonitor:
     adjoint_solved: int = 0
     unrolled: int = 0
     warned: Set[str] = field(default_factory=set, repr=False)
+    #: Set by :class:`~pyg_rbp.implicit.Hybrid` after a training call that
+    #: did not converge and was unrolled: its recorded bytes per state
+    #: element (0.0 without a budget), so that the next call records its
+    #: steps from the start instead of running them twice; ``None`` after
+    #: a call that converged.
+    unrolled_rate: Optional[float] = field(default=None, repr=False)
 
     def reset(self) -> None:
         """Zero the counts and re-arm the warnings."""
         self.calls = self.forward_converged = self.adjoint_calls = 0
         self.adjoint_solved = self.unrolled = 0
         self.warned.clear()
+        self.unrolled_rate = None
 
     def shares(self) -> Dict[str, float]:
         """The shares of training calls: forward converged, adjoint solved

@@ -210,3 +210,32 @@ def test_bad_hybrid_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="'backward_steps' / 'backward_tol'"):
         rbp(lambda h: h * 0.5, torch.ones(2), method=Hybrid(),
             backward_steps=3)
+
+
+def test_after_an_unrolled_call_the_next_records_from_the_start() -> None:
+    w, x, f0 = _tanh_map(0.99)
+    calls = [0]
+
+    def f(h: Tensor) -> Tensor:
+        calls[0] += 1
+        return f0(h)
+    monitor = ConvergenceMonitor()
+    counts, grads = [], []
+    for predict in (True, True, False):
+        calls[0] = 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            h, stats = rbp(f, torch.zeros_like(x), max_iter=5, tol=1e-10,
+                           method=Hybrid(predict=predict), monitor=monitor)
+        grads.append(torch.autograd.grad(h.sum(), [w])[0])
+        counts.append(calls[0])
+        assert stats.backward_method == "bptt"
+    # 4 no-grad + 2 probe + 5 recorded; then 5 recorded; without predict
+    # the no-grad pass runs again
+    assert counts == [11, 5, 11]
+    for g in grads[1:]:
+        torch.testing.assert_close(g, grads[0], rtol=1e-12, atol=1e-12)
+    # a converged call clears the prediction
+    rbp(f, torch.zeros_like(x), max_iter=2000, tol=1e-8, method=Hybrid(),
+        monitor=monitor)
+    assert monitor.unrolled_rate is None
