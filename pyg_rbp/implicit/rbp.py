@@ -307,9 +307,9 @@ def _penalty(h_out: Tensor, h_in: Tensor, kind: str,
     v = torch.randn_like(h_in)
     if kind == "spectral":
         vjp = vjp or _autograd_vjp(h_out, h_in)
-        for _ in range(POWER_STEPS):  # v -> J^T v: converges to J's top
-            v = v / v.norm().clamp_min(1e-30)  # right singular direction
-            v = vjp(v)
+        for _ in range(POWER_STEPS):  # v -> J^T v: towards J^T's dominant
+            v = v / v.norm().clamp_min(1e-30)  # eigenvector (slowly, and
+            v = vjp(v)  # blind to non-normal growth: docs/methods.md)
         v = (v / v.norm().clamp_min(1e-30)).detach()
     (vjp, ) = torch.autograd.grad(h_out, h_in, v, create_graph=True,
                                   retain_graph=True)
@@ -411,9 +411,13 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
             ``stats.jacobian_penalty``, a differentiable estimate of how far
             :math:`F` is from a contraction at the returned state, to add
             (times a weight) to the loss: ``'spectral'``,
-            :math:`\sigma_{\max}(J)^2`, from 5 power iterations on
-            :math:`J J^\top` (what decides whether the iteration and the
-            Neumann series converge), or ``'frobenius'``,
+            :math:`\|J^\top v\|^2` after 5 power iterations
+            :math:`v \leftarrow J^\top v / \|v\|` from a random start: an
+            estimate of the dominant eigenvalue's squared modulus
+            :math:`\rho(J)^2` (what decides whether the iteration and the
+            Neumann series converge) that lags it and is below
+            :math:`\sigma_{\max}(J)^2` for a non-normal :math:`J`
+            (measured in docs/methods.md), or ``'frobenius'``,
             :math:`\|J\|_F^2 / n` from one Hutchinson sample (Jacobian
             regularisation, Bai et al., 2021). Costs a few vector-Jacobian
             products and one with ``create_graph=True``.

@@ -91,8 +91,9 @@ class RunConfig:
     lr: float = opt(0.01, help="Adam's learning rate")
     weight_decay: float = opt(5e-4, help="Adam's weight decay")
     jacobian_weight: float = opt(
-        1.0, help="weight of the sigma_max(J)^2 penalty that keeps the "
-                  "propagation contractive (0: off)")
+        1.0, help="weight of the spectral penalty (an estimate of "
+                  "rho(J)^2) that keeps the propagation contractive "
+                  "(0: off)")
     gradient_clip: Optional[float] = opt(
         None, help="clip the gradient norm at this value (0 or unset: no "
                    "clip)")

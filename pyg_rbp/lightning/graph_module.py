@@ -37,7 +37,7 @@ class GraphClassificationModule(RBPLightningModule):
         lr (float, optional): Adam's learning rate. (default: :obj:`0.005`)
         weight_decay (float, optional): (default: :obj:`5e-4`)
         jacobian_weight (float, optional): Weight of the Jacobian penalty
-            (:math:`\sigma_{\max}(J)^2`, see :func:`pyg_rbp.rbp`) in the
+            (an estimate of :math:`\rho(J)^2`, see :func:`pyg_rbp.rbp`) in the
             loss; ``0`` switches it off. Ignored with ``conv``. On
             MUTAG it makes the propagation converge in ~7 steps instead of
             running into ``num_layers`` (docs/graph_classification.md).

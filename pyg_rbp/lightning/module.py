@@ -40,7 +40,7 @@ class NodeClassificationModule(RBPLightningModule):
         lr (float, optional): Adam's learning rate. (default: :obj:`0.01`)
         weight_decay (float, optional): (default: :obj:`5e-4`)
         jacobian_weight (float, optional): Weight of the Jacobian penalty
-            (by default :math:`\sigma_{\max}(J)^2`, see
+            (by default an estimate of :math:`\rho(J)^2`, see
             :func:`pyg_rbp.rbp`) added to the loss, which keeps the
             propagation contractive so the implicit gradient stays accurate;
             ``0`` switches it off. (default: :obj:`1.0`)

@@ -126,7 +126,7 @@ class RBPGatedGraphConv(MessagePassing):
             (default: :obj:`2.0`)
         jacobian_penalty (str, optional): :obj:`"spectral"` or
             :obj:`"frobenius"`: each training call also puts a differentiable
-            estimate of :math:`\sigma_{\max}(J)^2` or
+            estimate of :math:`\rho(J)^2` (``'spectral'``) or
             :math:`\|J\|_F^2 / n` in ``stats.jacobian_penalty``; add a
             multiple of it to the loss to keep the map contractive (see
             :func:`pyg_rbp.rbp`). (default: :obj:`None`)

@@ -66,7 +66,7 @@ def test_flags_parse_into_typed_fields() -> None:
     cfg, _ = parse_config(BabiTrainConfig, ["--folds", "2", "9",
                                             "--num-layers", "40"], "x")
     assert cfg.folds == [2, 9] and cfg.num_layers == 40
-    assert cfg.layer_options() == {"method": "neumann", "num_layers": 40}
+    assert cfg.layer_options() == {"method": "hybrid", "num_layers": 40}
 
 
 def test_config_file_then_flags(tmp_path) -> None:

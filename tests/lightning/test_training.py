@@ -20,7 +20,8 @@ FAST = dict(dataset="Cora", num_layers=10, backward_steps=5, hidden=64,
 def test_short_cora_run_learns_and_reports(tmp_path, cache_dir) -> None:
     out_json = tmp_path / "run.json"
     result = train_node_classifier(TrainConfig(
-        **FAST, max_epochs=40, data_root=str(shared_data_root()),
+        **FAST, method="neumann", max_epochs=40,
+        data_root=str(shared_data_root()),
         output_dir=str(tmp_path / "out"), output_json=str(out_json),
         plot=str(tmp_path / "plots")))
     # 7 classes, the largest holds 30% of the test nodes: well above chance
@@ -39,9 +40,17 @@ def test_short_cora_run_learns_and_reports(tmp_path, cache_dir) -> None:
     last = result["history"][-1]
     for key in ("train_loss", "train_acc", "val_acc", "test_acc", "val_loss",
                 "fwd_steps", "fwd_residual", "bwd_steps", "bwd_residual",
-                "saved_mib"):
+                "saved_mib", "fwd_converged", "bwd_converged", "unrolled"):
         assert key in last, key
     assert last["bwd_steps"] <= 5
+    # the shares of training calls: Neumann never unrolls; the report has
+    # the means of the per-epoch shares
+    assert last["unrolled"] == 0.0
+    assert 0.0 <= last["fwd_converged"] <= 1.0
+    assert saved["unrolled"] == 0.0 and saved["forward_converged"] == \
+        pytest.approx(sum(e["fwd_converged"] for e in result["history"]
+                          if "fwd_converged" in e) /
+                      sum("fwd_converged" in e for e in result["history"]))
 
 
 @needs_data
