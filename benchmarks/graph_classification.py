@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CONTENDERS: Dict[str, List[str]] = {
+    "hybrid": ["--method", "hybrid"],
     "neumann": ["--method", "neumann"],
     "bptt": ["--method", "bptt"],
     "pyg": ["--conv", "pyg", "--method", "bptt"],

@@ -24,3 +24,18 @@ def test_quickstart_runs_and_learns() -> None:
     assert len(row) == 1
     acc = float(row[0].split()[1])
     assert acc > 0.5  # 4 balanced classes: chance is 0.25
+
+
+def test_quickstart_reports_what_the_gradient_was() -> None:
+    """The default's row: no call converges in 30 steps on this task, so
+    every call is unrolled, and the one warning of the layer is printed."""
+    out = _run("examples/quickstart.py", "--method", "hybrid", "--epochs",
+               "3", "--seeds", "0", "1")
+    row = [line.split() for line in out.splitlines()
+           if line.startswith("hybrid")]
+    assert len(row) == 1
+    # method, acc, fwd conv, adj ok, unrolled, ...
+    assert row[0][2:5] == ["0%", "-", "100%"]
+    notes = [line for line in out.splitlines() if line.startswith("[hybrid]")]
+    assert len(notes) == 1 and "did not reach tol=1e-05 within 30 steps" \
+        in notes[0] and "back-propagation through the steps" in notes[0]
