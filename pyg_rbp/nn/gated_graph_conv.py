@@ -18,6 +18,7 @@ from ..implicit.precision import autocast_dtype
 from ..implicit.rbp import PENALTIES
 from ._options import gradient_method, set_solver_options
 from .adjacency import MATRIX_AGGRS, SparseMatrix, build_aggregate
+from .call_caches import CallCaches
 from .ggnn_step import GGNNStep
 from .graph_input import check_edge_type, standardise_graph
 from .warm_start import WarmStarts, graph_key
@@ -34,7 +35,7 @@ CONTRACTION_WEIGHT = 10.0
 STATE_INITS = ("contractive", "identity")
 
 
-class RBPGatedGraphConv(MessagePassing):
+class RBPGatedGraphConv(CallCaches, MessagePassing):
     r"""The gated graph convolution of `"Gated Graph Sequence Neural Networks"
     <https://arxiv.org/abs/1511.05493>`_, run to a fixed point and trained
     with recurrent back-propagation (`"Reviving and Improving Recurrent
@@ -171,6 +172,10 @@ class RBPGatedGraphConv(MessagePassing):
     tolerance and which were unrolled; the first miss of each kind raises
     one :class:`pyg_rbp.ConvergenceWarning` per layer instance.
     """
+
+    #: Reset in copies and pickles (see :mod:`pyg_rbp.nn.call_caches`).
+    call_caches = {"stats": lambda: None, "_adjacency": lambda: None,
+                   "_warm": WarmStarts}
 
     def __init__(self, out_channels: int, num_layers: int = 100,
                  aggr: str = "add", bias: bool = True, *,

@@ -32,6 +32,18 @@ def _check_values(name: str, t: Tensor, device: torch.device, owner: str,
                              f"[{lo}, {hi}])")
 
 
+def _sparse_edges(adj: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(index [2, E], values [E])`` of a torch.sparse adjacency, the
+    caller's tensor left as it was. COO: :meth:`~torch.Tensor.coalesce`
+    (a new tensor, duplicates summed, as PyG reads them; differentiable in
+    the values), where PyG's ``to_edge_index`` would flag the caller's
+    tensor coalesced in place without summing (and has no derivative)."""
+    if adj.layout == torch.sparse_coo:
+        adj = adj.coalesce()
+        return adj.indices().long(), adj.values()
+    return to_edge_index(adj)
+
+
 def standardise_graph(
     edge_index: Any,
     edge_weight: Optional[Tensor],
@@ -70,7 +82,7 @@ def standardise_graph(
                 f"'edge_index' (torch.sparse) must have shape [{num_nodes}, "
                 f"{num_nodes}] for {num_nodes} nodes "
                 f"(got {list(edge_index.shape)})")
-        index, value = to_edge_index(edge_index)
+        index, value = _sparse_edges(edge_index)
         return index.flip(0).to(device), value.to(device)
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"'edge_index' must be a torch.Tensor of shape [2, E], "

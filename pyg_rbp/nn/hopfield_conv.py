@@ -11,9 +11,10 @@ from torch_geometric.nn.conv import MessagePassing
 from .._checks import check_choice, check_float_tensor, check_int
 from ..implicit import MethodLike, RBPStats, rbp
 from ._options import gradient_method, set_solver_options
+from .call_caches import CallCaches
 
 
-class HopfieldConv(MessagePassing):
+class HopfieldConv(CallCaches, MessagePassing):
     r"""A continuous Hopfield network (Hopfield, 1984) as a graph layer: one
     node per neuron, the complete graph without self-loops, and symmetric
     learnable edge weights :math:`w_{ij} = w_{ji}`.
@@ -45,6 +46,9 @@ class HopfieldConv(MessagePassing):
         method, tol, solver, backward_steps, backward_tol: as in
             :class:`pyg_rbp.RBPGatedGraphConv`.
     """
+
+    #: Reset in copies and pickles (see :mod:`pyg_rbp.nn.call_caches`).
+    call_caches = {"stats": lambda: None}
 
     def __init__(self, num_neurons: int, a: float = 1.0, b: float = 0.5,
                  dt: Optional[float] = None, activation: str = "sigmoid",

@@ -31,6 +31,7 @@ from .._checks import check_float_tensor, check_int
 from ..implicit import MethodLike, RBPStats, rbp
 from ._options import gradient_method, set_solver_options
 from .adjacency import SparseMatrix, normalized_adjacency
+from .call_caches import CallCaches
 from .graph_input import standardise_graph
 from .warm_start import WARM_START_GRAPHS, graph_key
 
@@ -68,7 +69,7 @@ def spectral_radius(adj: Tensor, iters: int = 500) -> float:
     return float(norm)  # the one host synchronisation
 
 
-class IGNNConv(torch.nn.Module):
+class IGNNConv(CallCaches, torch.nn.Module):
     r"""The implicit layer of IGNN (see the module docstring).
 
     Args:
@@ -87,6 +88,9 @@ class IGNNConv(torch.nn.Module):
         backward_tol (float, optional): With ``method`` by name.
             (default: :obj:`None`, meaning 1e-8)
     """
+
+    #: Reset in copies and pickles (see :mod:`pyg_rbp.nn.call_caches`).
+    call_caches = {"stats": lambda: None, "_rho_cache": OrderedDict}
 
     def __init__(self, in_channels: int, out_channels: int,
                  kappa: float = 0.9, num_layers: int = 300,
