@@ -64,7 +64,7 @@ def build_aggregate(edge_index: Tensor, edge_weight: Optional[Tensor],
                     num_nodes: int, aggr: Any, normalize: bool,
                     dtype: torch.dtype, propagate: Callable[..., Tensor],
                     edge_type: Optional[Tensor] = None,
-                    num_types: int = 1) -> Aggregate:
+                    num_types: int = 1, scatter: bool = False) -> Aggregate:
     r"""Return the aggregation of one step.
 
     Untyped (``num_types == 1``): ``h -> m`` with
@@ -81,9 +81,11 @@ def build_aggregate(edge_index: Tensor, edge_weight: Optional[Tensor],
     input (see ``benchmarks/typed_edges.py`` for why this layout). With
     ``normalize`` the matrix is :math:`D^{-1/2}(A + I)D^{-1/2}` (for types,
     the self-loops have type ``num_types - 1``, the layer's extra weight).
-    Other aggregations, and edge weights that require grad, go through
-    ``propagate(edge_index, h, edge_weight, edge_type)`` (the layer's
-    gather/scatter message passing) each step.
+    Other aggregations, edge weights that require grad, and ``scatter``
+    (the layer is being explained: PyG's explain hook, which applies the
+    explainer's edge mask to the messages, runs inside ``propagate``) go
+    through ``propagate(edge_index, h, edge_weight, edge_type)`` (the
+    layer's gather/scatter message passing) each step.
     """
     typed = num_types > 1
     if normalize:
@@ -99,7 +101,7 @@ def build_aggregate(edge_index: Tensor, edge_weight: Optional[Tensor],
         edge_type = None
     needs_edge_grad = edge_weight is not None and edge_weight.requires_grad
     if not isinstance(aggr, str) or aggr not in MATRIX_AGGRS or \
-            needs_edge_grad:
+            needs_edge_grad or scatter:
         def scatter_aggregate(h: Tensor) -> Tensor:
             return propagate(edge_index, h, edge_weight, edge_type)
         return scatter_aggregate

@@ -346,7 +346,8 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
         aggregate = build_aggregate(edge_index, edge_weight, num_nodes,
                                     self.aggr, self.normalize, x.dtype,
                                     self._propagate_step, edge_type,
-                                    self._num_weights())
+                                    self._num_weights(),
+                                    scatter=bool(self.explain))
         self._adjacency = aggregate if isinstance(aggregate, SparseMatrix) \
             else None
 

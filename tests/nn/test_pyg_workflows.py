@@ -167,3 +167,93 @@ def test_same_as_gated_graph_conv_reads_a_sparse_adjacency() -> None:
     coo = torch.sparse_coo_tensor(edge_index.flip(0), weight, (N, N))
     theirs = GatedGraphConv(4, 3, aggr="mean").double()
     torch.testing.assert_close(theirs(x, coo), theirs(x, ei_c, w_c))
+
+
+# -- explainability ----------------------------------------------------------
+
+def _masked(conv, x, edge_index, mask, **kw):
+    from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
+    set_masks(conv, mask, edge_index, apply_sigmoid=False)
+    try:
+        return conv(x, edge_index, **kw)
+    finally:
+        clear_masks(conv)
+
+
+@pytest.mark.parametrize("aggr", ["add", "mean", "max"])
+def test_a_fractional_edge_mask_acts_as_edge_weights(aggr: str) -> None:
+    x, edge_index, weight = _graph(3)
+    torch.manual_seed(0)
+    conv = RBPGatedGraphConv(4, num_layers=300, tol=1e-12,
+                             aggr=aggr).double()
+    masked = _masked(conv, x, edge_index, weight)
+    torch.testing.assert_close(masked, conv(x, edge_index, weight))
+    # and it is not ignored (the fast path once skipped the hook)
+    assert not torch.allclose(masked, conv(x, edge_index))
+
+
+def test_a_zero_edge_mask_removes_the_edges() -> None:
+    x, edge_index, _ = _graph(4)
+    keep = torch.arange(edge_index.size(1)) % 3 != 0
+    torch.manual_seed(0)
+    conv = RBPGatedGraphConv(4, num_layers=300, tol=1e-12).double()
+    masked = _masked(conv, x, edge_index, keep.double())
+    torch.testing.assert_close(masked, conv(x, edge_index[:, keep]))
+    # typed edges: the same
+    edge_type = torch.arange(edge_index.size(1)) % 2
+    typed = RBPGatedGraphConv(4, num_layers=300, tol=1e-12,
+                              num_edge_types=2).double()
+    masked = _masked(typed, x, edge_index, keep.double(),
+                     edge_type=edge_type)
+    torch.testing.assert_close(
+        masked, typed(x, edge_index[:, keep], edge_type=edge_type[keep]))
+
+
+def test_edge_mask_with_normalize_scales_the_normalised_messages() -> None:
+    """As in MessagePassing (GCNConv): the mask multiplies each message
+    after normalisation, the self-loops the layer adds unmasked."""
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+    x, edge_index, weight = _graph(5)
+    edge_index = edge_index[:, edge_index[0] != edge_index[1]]
+    mask = weight[:edge_index.size(1)]
+    torch.manual_seed(0)
+    conv = RBPGatedGraphConv(4, num_layers=300, tol=1e-12,
+                             normalize=True).double()
+    torch.manual_seed(0)
+    plain = RBPGatedGraphConv(4, num_layers=300, tol=1e-12).double()
+    plain.load_state_dict(conv.state_dict())
+    index, norm = gcn_norm(edge_index, None, N, add_self_loops=True,
+                           dtype=torch.double)
+    norm = norm * torch.cat([mask, torch.ones(N, dtype=torch.double)])
+    torch.testing.assert_close(_masked(conv, x, edge_index, mask),
+                               plain(x, index, norm))
+
+
+def test_gnn_explainer_runs_end_to_end_like_on_gated_graph_conv() -> None:
+    from torch_geometric.explain import Explainer, GNNExplainer
+    torch.manual_seed(0)
+    x, edge_index = torch.randn(30, 8), torch.randint(0, 30, (2, 90))
+
+    class Net(torch.nn.Module):
+        def __init__(self, conv: torch.nn.Module) -> None:
+            super().__init__()
+            self.conv, self.lin = conv, torch.nn.Linear(8, 3)
+
+        def forward(self, x, edge_index):
+            return self.lin(self.conv(x, edge_index))
+
+    for conv in (GatedGraphConv(8, 3), RBPGatedGraphConv(8, num_layers=30)):
+        model = Net(conv)
+        explainer = Explainer(
+            model, GNNExplainer(epochs=10), explanation_type="model",
+            edge_mask_type="object", model_config=dict(
+                mode="multiclass_classification", task_level="node",
+                return_type="raw"))
+        explanation = explainer(x, edge_index, index=3)
+        mask = explanation.edge_mask
+        assert mask.shape == (90, ) and float(mask.max()) > 0
+        # edges outside the node's receptive field get no mask: for ours
+        # (a fixed point sees the whole component) some edges still do
+        zero = explainer.get_masked_prediction(
+            x, edge_index, edge_mask=torch.zeros(90))
+        assert not torch.allclose(zero, model(x, edge_index))
