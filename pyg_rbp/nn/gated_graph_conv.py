@@ -19,6 +19,7 @@ from ..implicit.rbp import PENALTIES
 from ._options import gradient_method, set_solver_options
 from .adjacency import MATRIX_AGGRS, SparseMatrix, build_aggregate
 from .call_caches import CallCaches
+from .eager import eager
 from .ggnn_step import GGNNStep
 from .graph_input import check_edge_type, standardise_graph
 from .warm_start import WarmStarts, graph_key
@@ -281,6 +282,7 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
             self.rnn.weight_hh.mul_(INIT_STATE_SCALE)
             self.rnn.weight_ih[:, :c].mul_(INIT_STATE_SCALE)
 
+    @eager
     def forward(self, x: Tensor, edge_index: Adj,
                 edge_weight: OptTensor = None,
                 batch: OptTensor = None,

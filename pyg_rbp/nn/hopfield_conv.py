@@ -12,6 +12,7 @@ from .._checks import check_choice, check_float_tensor, check_int
 from ..implicit import MethodLike, RBPStats, rbp
 from ._options import gradient_method, set_solver_options
 from .call_caches import CallCaches
+from .eager import eager
 
 
 class HopfieldConv(CallCaches, MessagePassing):
@@ -139,6 +140,7 @@ class HopfieldConv(CallCaches, MessagePassing):
         return step, inputs.clone() if clamp_mask is not None else \
             torch.zeros_like(inputs)
 
+    @eager
     def forward(self, inputs: Tensor, clamp_mask: Optional[Tensor] = None,
                 edge_index: Optional[Tensor] = None) -> Tensor:
         """Run to the fixed point; returns the state ``[N, B]``."""

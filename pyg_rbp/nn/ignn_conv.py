@@ -32,6 +32,7 @@ from ..implicit import MethodLike, RBPStats, rbp
 from ._options import gradient_method, set_solver_options
 from .adjacency import SparseMatrix, normalized_adjacency
 from .call_caches import CallCaches
+from .eager import eager
 from .graph_input import standardise_graph
 from .warm_start import WARM_START_GRAPHS, graph_key
 
@@ -126,6 +127,7 @@ class IGNNConv(CallCaches, torch.nn.Module):
         """:math:`\\hat{A}` as a CSR matrix (rows are targets)."""
         return normalized_adjacency(edge_index, num_nodes, dtype)
 
+    @eager
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         check_float_tensor("x", x)
         if x.dim() != 2 or x.size(-1) != self.in_channels:

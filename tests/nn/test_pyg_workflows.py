@@ -257,3 +257,59 @@ def test_gnn_explainer_runs_end_to_end_like_on_gated_graph_conv() -> None:
         zero = explainer.get_masked_prediction(
             x, edge_index, edge_mask=torch.zeros(90))
         assert not torch.allclose(zero, model(x, edge_index))
+
+
+# -- torch.compile -----------------------------------------------------------
+
+class _Model(torch.nn.Module):
+    def __init__(self, **conv_kwargs) -> None:
+        super().__init__()
+        self.enc = torch.nn.Linear(8, 8)
+        self.conv = RBPGatedGraphConv(8, **conv_kwargs)
+        self.lin = torch.nn.Linear(8, 3)
+
+    def forward(self, x, edge_index):
+        return self.lin(self.conv(self.enc(x).relu(), edge_index))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kwargs", [
+    dict(num_layers=300),                                  # converged
+    dict(num_layers=3, tol=1e-12),                         # hybrid unrolls
+    dict(num_layers=3, tol=1e-12, method="neumann"),       # safeguard acts
+    dict(num_layers=300, jacobian_penalty="spectral"),     # create_graph
+], ids=["converged", "unrolled", "safeguard", "penalty"])
+def test_compiled_training_gives_eagers_gradients(kwargs) -> None:
+    torch.manual_seed(0)
+    x, edge_index = torch.randn(40, 8), torch.randint(0, 40, (2, 120))
+    y = torch.randint(0, 3, (40, ))
+    model = _Model(**kwargs)
+
+    def grads(fn):
+        model.zero_grad()
+        torch.manual_seed(1)  # the safeguard's power iteration start
+        out = fn(x, edge_index)
+        loss = torch.nn.functional.cross_entropy(out, y)
+        if model.conv.stats.jacobian_penalty is not None:
+            loss = loss + model.conv.stats.jacobian_penalty
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    eager = grads(model)
+    compiled = grads(torch.compile(model))
+    if kwargs.get("method") == "neumann":
+        assert model.conv.stats.contraction_penalty is not None
+    for a, b in zip(eager, compiled):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compile_breaks_once_per_layer_and_fullgraph_says_why() -> None:
+    import torch._dynamo
+    torch.manual_seed(0)
+    x, edge_index = torch.randn(20, 8), torch.randint(0, 20, (2, 60))
+    model = _Model(num_layers=100)
+    explained = torch._dynamo.explain(model)(x, edge_index)
+    assert explained.graph_count == 2 and explained.graph_break_count == 1
+    with pytest.raises(Exception, match="iterate to a data-dependent fixed"):
+        torch.compile(model, fullgraph=True)(x, edge_index)
