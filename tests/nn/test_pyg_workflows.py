@@ -259,6 +259,35 @@ def test_gnn_explainer_runs_end_to_end_like_on_gated_graph_conv() -> None:
         assert not torch.allclose(zero, model(x, edge_index))
 
 
+def test_pg_explainer_trains_and_explains() -> None:
+    from torch_geometric.explain import Explainer, PGExplainer
+    torch.manual_seed(0)
+    x, edge_index = torch.randn(30, 8), torch.randint(0, 30, (2, 90))
+    y = torch.randint(0, 3, (30, ))
+    conv = RBPGatedGraphConv(8, num_layers=30)
+    model = torch.nn.ModuleDict({"conv": conv, "lin": torch.nn.Linear(8, 3)})
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = model
+
+        def forward(self, x, edge_index):
+            return self.m["lin"](self.m["conv"](x, edge_index))
+
+    net = Net()
+    explainer = Explainer(
+        net, PGExplainer(epochs=3, lr=0.003), explanation_type="phenomenon",
+        edge_mask_type="object", model_config=dict(
+            mode="multiclass_classification", task_level="node",
+            return_type="raw"))
+    losses = [explainer.algorithm.train(epoch, net, x, edge_index, target=y,
+                                        index=3) for epoch in range(3)]
+    assert all(loss == loss for loss in losses)  # finite: it got gradients
+    mask = explainer(x, edge_index, target=y, index=3).edge_mask
+    assert mask.shape == (90, ) and float(mask.max()) > 0
+
+
 # -- torch.compile -----------------------------------------------------------
 
 class _Model(torch.nn.Module):
@@ -313,3 +342,74 @@ def test_compile_breaks_once_per_layer_and_fullgraph_says_why() -> None:
     assert explained.graph_count == 2 and explained.graph_break_count == 1
     with pytest.raises(Exception, match="iterate to a data-dependent fixed"):
         torch.compile(model, fullgraph=True)(x, edge_index)
+
+
+# -- model builders and loaders ---------------------------------------------
+
+def test_to_hetero_with_one_relation_equals_the_homogeneous_model() -> None:
+    from torch_geometric.nn import to_hetero
+    torch.manual_seed(0)
+    x, edge_index = torch.randn(20, 8), torch.randint(0, 20, (2, 60))
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = RBPGatedGraphConv(8, num_layers=300, tol=1e-10)
+            self.lin = torch.nn.Linear(8, 3)
+
+        def forward(self, x, edge_index):
+            return self.lin(self.conv(x, edge_index).relu())
+
+    model = Net()
+    model(x, edge_index)  # a call first: the copy must not carry its caches
+    meta = (["paper"], [("paper", "cites", "paper")])
+    hetero = to_hetero(copy.deepcopy(model), meta, aggr="sum")
+    out = hetero({"paper": x}, {("paper", "cites", "paper"): edge_index})
+    torch.testing.assert_close(out["paper"], model(x, edge_index),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_sequential_and_basic_gnn_with_jumping_knowledge() -> None:
+    from torch_geometric.nn import Sequential
+    from torch_geometric.nn.models.basic_gnn import BasicGNN
+    torch.manual_seed(0)
+    x, edge_index = torch.randn(20, 8), torch.randint(0, 20, (2, 60))
+    conv = RBPGatedGraphConv(16, num_layers=300, tol=1e-10)
+    lin = torch.nn.Linear(16, 3)
+    seq = Sequential("x, edge_index", [(conv, "x, edge_index -> x"),
+                                       torch.nn.ReLU(), lin])
+    torch.testing.assert_close(seq(x, edge_index),
+                               lin(conv(x, edge_index).relu()),
+                               rtol=1e-4, atol=1e-5)
+
+    class RBPGNN(BasicGNN):
+        supports_edge_weight = True
+        supports_edge_attr = False
+        supports_norm_batch = False
+
+        def init_conv(self, in_channels, out_channels, **kwargs):
+            return RBPGatedGraphConv(out_channels, num_layers=100, **kwargs)
+
+    gnn = RBPGNN(8, 16, num_layers=2, out_channels=3, jk="cat")
+    out = gnn(x, edge_index)
+    assert out.shape == (20, 3)
+    out.sum().backward()
+    assert all(p.grad is not None for p in gnn.convs.parameters())
+
+
+def test_dataloader_batches_equal_the_graphs_one_by_one() -> None:
+    from torch_geometric.data import Data
+    from torch_geometric.loader import DataLoader
+    torch.manual_seed(0)
+    graphs = []
+    for n in (5, 9, 7, 12):
+        graphs.append(Data(x=torch.randn(n, 4, dtype=torch.double),
+                           edge_index=torch.randint(0, n, (2, 2 * n))))
+    conv = RBPGatedGraphConv(4, num_layers=500, tol=1e-12).double()
+    batch = next(iter(DataLoader(graphs, batch_size=4)))
+    out = conv(batch.x, batch.edge_index, batch=batch.batch)
+    assert bool(conv.stats.converged.all())
+    for i, g in enumerate(graphs):
+        torch.testing.assert_close(out[batch.batch == i],
+                                   conv(g.x, g.edge_index),
+                                   rtol=1e-8, atol=1e-9)
