@@ -4,8 +4,8 @@ caller's tensor untouched, gradients into its values)."""
 from __future__ import annotations
 
 import copy
-import math
 import io
+import math
 import pickle
 import warnings
 
