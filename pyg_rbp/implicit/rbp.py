@@ -37,6 +37,7 @@ from .methods import (BPTT, TBPTT, GradientMethod, Hybrid, MethodLike,
 from .precision import full_precision, switch_tol
 from .stats import (ConvergenceMonitor, ConvergenceWarning, RBPStats,
                     user_stacklevel)
+from .tree import FlatMap, State, TreeSpec
 from ..utils.memory import tensor_bytes
 
 PENALTIES = ("spectral", "frobenius")
@@ -351,7 +352,7 @@ def _penalty_at(f: Callable[[Tensor], Tensor], h: Tensor,
     return _penalty(f(h_in), h_in, kind)
 
 
-def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
+def rbp(f: Callable[[Any], Any], h0: State, *,
         method: MethodLike = "neumann",
         max_iter: int = 100, tol: float = 1e-5, solver: str = "fixed_point",
         backward_steps: Optional[int] = None,
@@ -369,8 +370,15 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
         f (callable): The map :math:`F`, ``f(h) -> h`` of the same shape. It
             closes over its inputs and parameters; gradients reach every
             tensor it uses that requires grad.
-        h0 (Tensor): The initial state. With ``batch``, its first dimension
-            indexes nodes.
+        h0 (Tensor, or tuple / list / dict of Tensors): The initial state.
+            With ``batch``, its first dimension indexes nodes. A tuple,
+            list or dict of tensors (one dtype and device) is a state of
+            several parts, e.g. an optimiser's (weights, momenta): ``f``
+            maps it to one of the same structure and shapes, every method
+            works on the joint state (see :mod:`pyg_rbp.implicit.tree`),
+            the result comes back in that structure, and
+            ``stats.leaf_residuals`` holds each part's last relative
+            residual (``forward_residual`` is the joint one).
         method (str or GradientMethod, optional): How gradients are
             computed: a value carrying its settings,
             :class:`~pyg_rbp.implicit.Neumann` (Neumann-RBP, Algorithm 2),
@@ -477,6 +485,25 @@ def rbp(f: Callable[[Tensor], Tensor], h0: Tensor, *,
     """
     if not callable(f):
         raise TypeError(f"'f' must be callable (got {type(f).__name__})")
+    if not isinstance(h0, Tensor):
+        if batch is not None:
+            raise ValueError("'batch' needs a tensor state whose first "
+                             "dimension indexes nodes (got a "
+                             f"{type(h0).__name__} state)")
+        spec = TreeSpec(h0)
+        flat = FlatMap(f, spec)
+        h, stats = rbp(flat, spec.flatten(h0, "h0"), method=method,
+                       max_iter=max_iter, tol=tol, solver=solver,
+                       backward_steps=backward_steps,
+                       backward_tol=backward_tol,
+                       jacobian_penalty=jacobian_penalty,
+                       contraction_bound=contraction_bound,
+                       contraction_weight=contraction_weight,
+                       check_every=check_every, monitor=monitor)
+        if flat.last is not None:
+            stats.leaf_residuals = spec.leaf_residuals(flat.last[1],
+                                                       flat.last[0])
+        return spec.unflatten(h), stats
     check_float_tensor("h0", h0)
     gradient = resolve_method(method, backward_steps, backward_tol)
     if not (gradient.implicit or isinstance(gradient, (BPTT, TBPTT))):

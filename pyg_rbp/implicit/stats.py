@@ -6,7 +6,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Set, Union
+from typing import Any, Dict, List, Optional, Set, Union
 
 from torch import Tensor
 
@@ -72,6 +72,10 @@ class RBPStats:
             (``'spectral'``) or :math:`\|J\|_F^2 / n` (``'frobenius'``) at
             the returned state (add a multiple of it to the loss), else
             ``None``.
+        leaf_residuals: For a tuple / list / dict state, each part's
+            relative residual after the last step, in the state's structure
+            (``forward_residual`` is that of the joint state); else
+            ``None``.
         contraction_penalty: The value of the automatic contraction
             safeguard's hinge penalty (see ``contraction_bound`` of
             :func:`pyg_rbp.rbp`) when the call computed it (a training call
@@ -95,6 +99,7 @@ class RBPStats:
     backward_method: Optional[str] = None
     jacobian_penalty: Optional[Tensor] = field(default=None, repr=False)
     contraction_penalty: Optional[float] = None
+    leaf_residuals: Any = None
 
 
 @dataclass
