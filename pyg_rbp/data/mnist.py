@@ -41,6 +41,30 @@ def read_idx(path: Path) -> Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(*shape)
 
 
+def _idx_files(data_root: Optional[PathLike]) -> Tuple[Path, Path]:
+    """The first pair of :data:`MNIST_FILES` present under
+    ``<root>/MNIST/raw``, or the offline error that names them."""
+    root = resolve_data_root(data_root)
+    raw = root / "MNIST" / "raw"
+    for images_name, labels_name in MNIST_FILES:
+        if (raw / images_name).is_file() and (raw / labels_name).is_file():
+            return raw / images_name, raw / labels_name
+    raise DatasetNotFoundError(not_found_message(
+        "MNIST", raw, list(MNIST_FILES[0]),
+        "MNIST is never downloaded by this package."))
+
+
+def load_mnist(data_root: Optional[PathLike] = None) -> Tuple[Tensor, Tensor]:
+    """Every image of the MNIST file found (the test set's 10,000 where
+    ``../shared/data`` has it) as ``[N, 784]`` floats in [0, 1], and the
+    labels ``[N]``; same data root rules and offline error as the other
+    datasets."""
+    images_path, labels_path = _idx_files(data_root)
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    return images.reshape(images.size(0), -1).float() / 255.0, \
+        labels.long()
+
+
 def load_digit_patterns(data_root: Optional[PathLike] = None,
                         size: int = 28) -> Tuple[Tensor, Tensor]:
     """The first image of each digit 0-9, binarised, as ``[10, size*size]``.
@@ -50,18 +74,10 @@ def load_digit_patterns(data_root: Optional[PathLike] = None,
     at full size, mean > 0.25 after pooling). Returns the patterns (0/1
     floats) and their digit labels.
     """
-    root = resolve_data_root(data_root)
-    raw = root / "MNIST" / "raw"
-    for images_name, labels_name in MNIST_FILES:
-        if (raw / images_name).is_file() and (raw / labels_name).is_file():
-            break
-    else:
-        raise DatasetNotFoundError(not_found_message(
-            "MNIST", raw, list(MNIST_FILES[0]),
-            "MNIST is never downloaded by this package."))
     if not 1 <= size <= 28:
         raise ValueError(f"'size' must be in [1, 28] (got {size})")
-    images, labels = read_idx(raw / images_name), read_idx(raw / labels_name)
+    images_path, labels_path = _idx_files(data_root)
+    images, labels = read_idx(images_path), read_idx(labels_path)
     first = torch.tensor([int((labels == d).nonzero()[0]) for d in range(10)])
     pics = images[first].float() / 255.0
     if size < 28:

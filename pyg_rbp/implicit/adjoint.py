@@ -164,7 +164,9 @@ def fixed_point(vjp: Op, g: Tensor, max_steps: int, tol: float,
     (Algorithm 1), rescaled to the norm of :math:`g`, so that the result
     scales with :math:`g` (a loss scaled by :math:`s`, as under a gradient
     scaler, gives :math:`s` times the same gradient, not a different one);
-    ``'zeros'`` and ``'grad'`` (:math:`z_0 = g`) are the other choices.
+    ``'uniform'`` is the paper's unscaled :math:`U(0, 1)` start (with few
+    iterations its result depends on the scale of the loss); ``'zeros'``
+    and ``'grad'`` (:math:`z_0 = g`) are the other choices.
     Stops when :math:`\|z_i - z_{i-1}\| / \|g\| <` ``tol``.
     """
     gnorm = _norm(g)
@@ -173,13 +175,15 @@ def fixed_point(vjp: Op, g: Tensor, max_steps: int, tol: float,
     if init == "random":
         z = torch.rand_like(g)
         z.mul_(gnorm / max(_norm(z), 1e-30))
+    elif init == "uniform":  # the paper's start, whatever the scale of g
+        z = torch.rand_like(g)
     elif init == "zeros":
         z = torch.zeros_like(g)
     elif init == "grad":
         z = g.clone()
     else:
-        raise ValueError(f"'init' must be one of 'random', 'zeros', 'grad' "
-                         f"(got {init!r})")
+        raise ValueError(f"'init' must be one of 'random', 'uniform', "
+                         f"'zeros', 'grad' (got {init!r})")
     best_z, best = z, float("inf")
     res, steps = float("inf"), 0
     for k in range(max_steps):

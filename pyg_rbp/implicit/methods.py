@@ -42,7 +42,7 @@ from .adjoint import AdjointResult, Op
 DEFAULT_STEPS = 20
 DEFAULT_TOL = 1e-6
 #: Starts of the original RBP's iteration.
-FIXED_POINT_INITS = ("random", "zeros", "grad")
+FIXED_POINT_INITS = ("random", "uniform", "zeros", "grad")
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,10 @@ class CG(_Solved):
 @dataclass(frozen=True)
 class FixedPoint(_Solved):
     r"""The original RBP: :math:`z_i = J^\top z_{i-1} + g` from ``init``
-    (``'random'``: uniform, rescaled to :math:`\|g\|`, as Algorithm 1;
-    ``'zeros'``; ``'grad'``: :math:`z_0 = g`)."""
+    (``'random'``: uniform, rescaled to :math:`\|g\|`, so that the
+    gradient scales with the loss; ``'uniform'``: :math:`z_0 \sim U(0, 1)`
+    unscaled, the paper's Algorithm 1, not scale-invariant; ``'zeros'``;
+    ``'grad'``: :math:`z_0 = g`)."""
 
     init: str = "random"
     name: ClassVar[str] = "fixed_point"

@@ -1,0 +1,155 @@
+"""Hyperparameter optimisation by RBP: the RBP paper's third experiment.
+
+An MLP 784-50-50-50-10 (tanh) is trained by ``--inner-steps`` steps of SGD
+with momentum (Maclaurin et al.'s form) on MNIST; one log learning rate and
+one logit momentum per parameter tensor are learned by Adam on the
+hypergradient of the training loss after the inner steps, computed by BPTT,
+TBPTT, original RBP or Neumann-RBP (``--truncation`` steps / terms).
+
+Data: the MNIST file under ``<data root>/MNIST/raw`` (``../shared/data``
+holds the 10,000 test images): the first ``--train`` (5,000) images train the
+inner model and give the meta-loss; the rest are held out and only
+reported.
+
+    python examples/hyperopt.py --method neumann --truncation 50 \\
+        --data-root ../shared/data
+    python examples/hyperopt.py --method bptt tbptt fixed_point neumann \\
+        --meta-steps 100 --compare --output-json hyperopt.json --plot plots/
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from pyg_rbp.data import DatasetNotFoundError
+from pyg_rbp.data.mnist import load_mnist
+from pyg_rbp.hyperopt import HYPEROPT_METHODS, HyperoptConfig, meta_train
+
+NAMES = {"bptt": "BPTT", "tbptt": "TBPTT", "fixed_point": "RBP",
+         "neumann": "Neumann-RBP"}
+
+
+def plot(results: Dict[str, dict], folder: Path) -> List[Path]:
+    """The paper's figures: the training loss over the inner steps at the
+    last meta-step, the meta-loss against the meta-step (one curve per
+    method), and the learned learning rates and momenta per layer."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for method, r in results.items():
+        axes[0].plot(r["inner_losses"], label=NAMES[method])
+        axes[1].plot([rec["meta_loss"] for rec in r["records"]],
+                     label=NAMES[method])
+    axes[0].set(xlabel="inner step", ylabel="training loss (mini-batch)",
+                title="(a) training loss, last meta-step", yscale="log")
+    axes[1].set(xlabel="meta-step", ylabel="meta training loss",
+                title="(b) meta training loss")
+    for ax in axes:
+        ax.legend()
+    fig.tight_layout()
+    paths.append(folder / "hyperopt_losses.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for method, r in results.items():
+        last = r["records"][-1]
+        lr = torch.tensor(last["log_lr"]).exp().tolist()
+        mom = torch.sigmoid(torch.tensor(last["logit_mom"])).tolist()
+        axes[0].plot(range(1, len(lr) + 1), lr, "o-", label=NAMES[method])
+        axes[1].plot(range(1, len(mom) + 1), mom, "o-", label=NAMES[method])
+    axes[0].set(xlabel="parameter tensor (W1, b1, ..., W4, b4)",
+                ylabel="learning rate", title="learned learning rates",
+                yscale="log")
+    axes[1].set(xlabel="parameter tensor (W1, b1, ..., W4, b4)",
+                ylabel="momentum", title="learned momenta")
+    for ax in axes:
+        ax.legend()
+    fig.tight_layout()
+    paths.append(folder / "hyperopt_hyperparameters.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--method", nargs="+", default=["neumann"],
+                   choices=HYPEROPT_METHODS)
+    p.add_argument("--truncation", type=int, default=50,
+                   help="TBPTT steps / RBP iterations / Neumann terms")
+    p.add_argument("--meta-steps", type=int, default=100)
+    p.add_argument("--inner-steps", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--meta-lr", type=float, default=0.05)
+    p.add_argument("--train", type=int, default=5000,
+                   help="images that train the inner model (the rest are "
+                        "held out)")
+    p.add_argument("--final-batch", default="full", choices=("full", "mini"),
+                   help="the RBP methods' last inner step on the whole "
+                        "training set (the authors') or its mini-batch")
+    p.add_argument("--rbp-init", default="random",
+                   choices=("random", "uniform"),
+                   help="original RBP's start (uniform: the paper's)")
+    p.add_argument("--compare", action="store_true",
+                   help="also compute BPTT's hypergradient at every "
+                        "meta-step and record the cosine")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--data-root", default=None,
+                   help="folder holding MNIST/raw (default: "
+                        "$PYG_RBP_DATA_ROOT, then the cache)")
+    p.add_argument("--output-json", default=None)
+    p.add_argument("--plot", default=None, help="folder for the figures")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    try:
+        images, labels = load_mnist(a.data_root)
+    except DatasetNotFoundError as err:
+        p.error(str(err))
+    results = {}
+    print(f"{'method':<12}{'meta-step':>10}{'meta loss':>11}{'held out':>10}"
+          f"{'s/step':>8}{'saved MiB':>10}{'cos BPTT':>9}")
+    for method in a.method:
+        cfg = HyperoptConfig(
+            method=method, truncation=a.truncation, meta_steps=a.meta_steps,
+            inner_steps=a.inner_steps, batch_size=a.batch_size,
+            meta_lr=a.meta_lr, seed=a.seed, rbp_init=a.rbp_init,
+            final_batch=a.final_batch)
+        try:
+            cfg.check()
+        except ValueError as err:
+            p.error(str(err))
+        every = max(1, a.meta_steps // 10)
+
+        def show(rec, method=method) -> None:
+            if rec.meta_step % every == 0 or rec.meta_step == a.meta_steps - 1:
+                cos = "-" if rec.cosine_bptt is None else \
+                    f"{rec.cosine_bptt:.3f}"
+                print(f"{method:<12}{rec.meta_step:>10}{rec.meta_loss:>11.4f}"
+                      f"{rec.heldout_loss:>10.4f}{rec.seconds:>8.2f}"
+                      f"{rec.saved_bytes / 2**20:>10.1f}{cos:>9}",
+                      flush=True)
+        result = meta_train(cfg, images, labels, train=a.train,
+                            compare=a.compare and method != "bptt",
+                            progress=show)
+        results[method] = result.to_dict()
+    if a.output_json:
+        Path(a.output_json).write_text(json.dumps(
+            {"args": vars(a), "results": results}, indent=1))
+    if a.plot:
+        for path in plot(results, Path(a.plot)):
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

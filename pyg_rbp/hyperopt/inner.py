@@ -1,0 +1,149 @@
+r"""The inner problem of the paper's third experiment: an MLP trained by SGD
+with momentum, as a map on the state (weights, momenta).
+
+The model (Liao et al., 2018, after Maclaurin et al., 2015): an MLP
+784-50-50-50-10 with tanh hidden layers, weights and biases drawn
+:math:`\mathcal{N}(0, 1)` and scaled by :math:`e^{-3}`, cross-entropy loss.
+One inner step, per parameter tensor :math:`i`,
+
+.. math::
+    v_i \leftarrow \beta_i v_i - (1 - \beta_i) \nabla_{w_i} \ell(w; B_t),
+    \qquad w_i \leftarrow w_i + \alpha_i v_i,
+
+with :math:`\alpha_i = e^{a_i}` (a log learning rate) and
+:math:`\beta_i = \sigma(b_i)` (a logit momentum), the hyperparameters
+:math:`a, b` that the meta-loop learns, and :math:`B_t` the step's
+mini-batch. :class:`SGDMomentumStep` is this step as a map
+:math:`F(w, v) \to (w', v')` for :func:`pyg_rbp.rbp`: a tuple state, the
+hyperparameters closed over, so the engine's gradient methods give the
+hypergradient.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: The paper's MLP.
+LAYERS = (784, 50, 50, 50, 10)
+#: Scale of the initial weights and biases.
+INIT_SCALE = math.exp(-3)
+
+
+def init_mlp(layers: Sequence[int], generator: torch.Generator,
+             dtype: torch.dtype = torch.float32,
+             device: Optional[torch.device] = None) -> List[Tensor]:
+    """``[W_1, b_1, ..., W_L, b_L]`` (``W_l`` is ``[out, in]``), every entry
+    :math:`\\mathcal{N}(0, 1) e^{-3}`."""
+    params = []
+    for fan_in, fan_out in zip(layers[:-1], layers[1:]):
+        for shape in ((fan_out, fan_in), (fan_out, )):
+            params.append(INIT_SCALE * torch.randn(
+                shape, generator=generator, dtype=dtype).to(device))
+    return params
+
+
+def mlp_logits(params: Sequence[Tensor], x: Tensor) -> Tensor:
+    """The MLP's logits: tanh hidden layers, a linear output layer."""
+    h = x
+    last = len(params) - 2
+    for i in range(0, len(params), 2):
+        h = h @ params[i].t() + params[i + 1]
+        if i < last:
+            h = torch.tanh(h)
+    return h
+
+
+def mlp_loss(params: Sequence[Tensor], x: Tensor, y: Tensor) -> Tensor:
+    """Mean cross-entropy of the MLP on ``(x, y)``."""
+    return F.cross_entropy(mlp_logits(params, x), y)
+
+
+def batch_schedule(num_examples: int, batch_size: int, steps: int,
+                   generator: torch.Generator) -> List[Tensor]:
+    """Index sets of ``steps`` mini-batches: the examples reshuffled each
+    epoch, consecutive batches of ``batch_size`` (a last short one
+    dropped)."""
+    if not 1 <= batch_size <= num_examples:
+        raise ValueError(f"'batch_size' must be in [1, {num_examples}] "
+                         f"(got {batch_size})")
+    out: List[Tensor] = []
+    while len(out) < steps:
+        perm = torch.randperm(num_examples, generator=generator)
+        for start in range(0, num_examples - batch_size + 1, batch_size):
+            out.append(perm[start:start + batch_size])
+            if len(out) == steps:
+                break
+    return out
+
+
+class SGDMomentumStep:
+    r"""One inner step, :math:`(w, v) \mapsto (w', v')`, on the state
+    ``(w_1, ..., w_L, v_1, ..., v_L)``.
+
+    The ``t``-th call uses mini-batch ``batches[t]``; with ``last_full``,
+    the last one (``t = len(batches) - 1``) uses all of ``(x, y)``: the
+    paper's RBP runs differentiate that full-batch step at their final
+    state. Under :func:`torch.no_grad` a call computes the loss gradient
+    without keeping a graph; with grad enabled it keeps it
+    (``create_graph=True``), so gradients reach the hyperparameters and
+    the state through :math:`\nabla \ell` (Hessian-vector products).
+    :attr:`losses` holds each call's mini-batch loss.
+
+    Args:
+        x, y: The inner training set.
+        log_lr, logit_mom: The hyperparameters, one entry per parameter
+            tensor (``[2 L]``).
+        batches: Index sets, one per step (:func:`batch_schedule`).
+        last_full: The last step on the whole training set.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, log_lr: Tensor,
+                 logit_mom: Tensor, batches: Sequence[Tensor],
+                 last_full: bool = False) -> None:
+        if log_lr.shape != logit_mom.shape or log_lr.dim() != 1:
+            raise ValueError(f"'log_lr' and 'logit_mom' must be vectors of "
+                             f"one shape (got {list(log_lr.shape)} and "
+                             f"{list(logit_mom.shape)})")
+        self.x, self.y = x, y
+        self.log_lr, self.logit_mom = log_lr, logit_mom
+        self.batches = list(batches)
+        self.last_full = last_full
+        self.t = 0
+        self.losses: List[float] = []
+
+    def _batch(self) -> Tuple[Tensor, Tensor]:
+        t = min(self.t, len(self.batches) - 1)
+        self.t += 1
+        if self.last_full and t == len(self.batches) - 1:
+            return self.x, self.y
+        index = self.batches[t]
+        return self.x[index], self.y[index]
+
+    def __call__(self, state: Sequence[Tensor]) -> Tuple[Tensor, ...]:
+        k = len(state) // 2
+        if len(state) != 2 * k or k != self.log_lr.numel():
+            raise ValueError(f"the state must hold {self.log_lr.numel()} "
+                             f"weights and as many momenta (got "
+                             f"{len(state)} tensors)")
+        weights, momenta = list(state[:k]), list(state[k:])
+        xb, yb = self._batch()
+        record = torch.is_grad_enabled()
+        with torch.enable_grad():
+            # a weight without a graph (the start, or no-grad steps) gets
+            # a fresh leaf to differentiate the loss by
+            w = [p if record and p.requires_grad else
+                 p.detach().requires_grad_(True) for p in weights]
+            loss = mlp_loss(w, xb, yb)
+            grads = torch.autograd.grad(loss, w, create_graph=record)
+        self.losses.append(float(loss.detach()))
+        alpha = self.log_lr.exp()
+        beta = torch.sigmoid(self.logit_mom)
+        new_v = [beta[i] * v - (1 - beta[i]) * g
+                 for i, (v, g) in enumerate(zip(momenta, grads))]
+        new_w = [p + alpha[i] * v for i, (p, v) in
+                 enumerate(zip(weights, new_v))]
+        return tuple(new_w + new_v)
