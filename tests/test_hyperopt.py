@@ -1,0 +1,137 @@
+"""The hyperparameter experiment: the inner step, the hypergradient against
+finite differences, one meta-step in seconds, the example's JSON and plot."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pyg_rbp.hyperopt import (HyperoptConfig, batch_schedule, hypergradient,
+                              init_mlp, meta_train, mlp_loss)
+from tests.conftest import shared_data_root
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = (12, 8, 3)
+
+
+def _data(n: int = 60, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, LAYERS[0], generator=gen, dtype=torch.double)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    return x, y
+
+
+def _setup(method: str, steps: int = 6, **kw):
+    cfg = HyperoptConfig(method=method, truncation=kw.get("k", steps),
+                         inner_steps=steps, batch_size=20, layers=LAYERS,
+                         final_batch=kw.get("final_batch", "mini"))
+    gen = torch.Generator().manual_seed(1)
+    x, y = _data()
+    init = [p.double() for p in init_mlp(LAYERS, gen)]
+    init = [10 * p for p in init]  # e^-3 is too small to learn in 6 steps
+    batches = batch_schedule(x.size(0), 20, steps, gen)
+    hyper = (torch.full((4, ), -1.0, dtype=torch.double, requires_grad=True),
+             torch.full((4, ), 0.5, dtype=torch.double, requires_grad=True))
+    return cfg, hyper, init, batches, x, y
+
+
+def test_batch_schedule_reshuffles_each_epoch() -> None:
+    gen = torch.Generator().manual_seed(0)
+    batches = batch_schedule(10, 4, 5, gen)
+    assert [len(b) for b in batches] == [4] * 5
+    # 2 batches per epoch (a short third dropped): each epoch's pair is
+    # disjoint
+    assert not set(batches[0].tolist()) & set(batches[1].tolist())
+    with pytest.raises(ValueError, match="'batch_size' must be in"):
+        batch_schedule(10, 11, 1, gen)
+
+
+def test_bptt_hypergradient_matches_finite_differences() -> None:
+    cfg, hyper, init, batches, x, y = _setup("bptt")
+    loss, grads, step, _ = hypergradient(cfg, cfg.gradient(), hyper, init,
+                                         batches, x, y)
+    assert len(step.losses) == 6 and step.losses[-1] < step.losses[0]
+    eps = 1e-6
+    for which in (0, 1):
+        for i in range(4):
+            vals = []
+            for sign in (1, -1):
+                with torch.no_grad():
+                    hyper[which][i] += sign * eps
+                l, _, _, _ = hypergradient(cfg, cfg.gradient(), hyper, init,
+                                           batches, x, y)
+                with torch.no_grad():
+                    hyper[which][i] -= sign * eps
+                vals.append(float(l))
+            fd = (vals[0] - vals[1]) / (2 * eps)
+            assert abs(fd - float(grads[which][i])) < 1e-6 * max(1, abs(fd))
+
+
+def test_tbptt_over_all_steps_is_bptt_and_neumann_is_close() -> None:
+    cfg, hyper, init, batches, x, y = _setup("bptt")
+    _, bptt, _, _ = hypergradient(cfg, cfg.gradient(), hyper, init, batches,
+                                  x, y)
+    cfg_t = HyperoptConfig(method="tbptt", truncation=6, inner_steps=6,
+                           layers=LAYERS, batch_size=20)
+    _, tbptt, _, _ = hypergradient(cfg_t, cfg_t.gradient(), hyper, init,
+                                   batches, x, y)
+    for a, b in zip(bptt, tbptt):
+        torch.testing.assert_close(a, b)
+    cfg_n = HyperoptConfig(method="neumann", truncation=6, inner_steps=6,
+                           layers=LAYERS, batch_size=20, final_batch="mini")
+    _, neumann, _, _ = hypergradient(cfg_n, cfg_n.gradient(), hyper, init,
+                                     batches, x, y)
+    u = torch.cat([g.reshape(-1) for g in neumann])
+    v = torch.cat([g.reshape(-1) for g in bptt])
+    assert float(u @ v / (u.norm() * v.norm())) > 0.5  # an approximation
+
+
+def test_one_meta_step_in_seconds() -> None:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(120, LAYERS[0], generator=gen)
+    labels = torch.randint(0, 3, (120, ), generator=gen)
+    cfg = HyperoptConfig(method="neumann", truncation=3, meta_steps=2,
+                         inner_steps=5, batch_size=20, layers=LAYERS)
+    result = meta_train(cfg, images, labels, train=80, compare=True)
+    assert len(result.records) == 2 and len(result.inner_losses) == 5
+    first, second = result.records
+    assert -1 <= first.cosine_bptt <= 1
+    assert first.log_lr != second.log_lr  # Adam moved the hyperparameters
+    assert first.saved_bytes > 0 and first.heldout_loss > 0
+    with pytest.raises(ValueError, match="'truncation' must be at most"):
+        HyperoptConfig(truncation=200).check()
+    with pytest.raises(ValueError, match="'method' must be one of"):
+        HyperoptConfig(method="cg").check()
+
+
+@pytest.mark.skipif(shared_data_root() is None
+                    or not (shared_data_root() / "MNIST" / "raw").is_dir(),
+                    reason="../shared/data/MNIST not found")
+def test_example_writes_json_and_plots(tmp_path) -> None:
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "hyperopt.py"),
+         "--method", "bptt", "neumann", "--truncation", "2",
+         "--meta-steps", "2", "--inner-steps", "3", "--train", "400",
+         "--batch-size", "100", "--compare",
+         "--data-root", str(shared_data_root()),
+         "--output-json", str(out), "--plot", str(tmp_path / "img")],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())["results"]
+    assert set(result) == {"bptt", "neumann"}
+    assert len(result["neumann"]["records"]) == 2
+    assert result["neumann"]["records"][0]["cosine_bptt"] is not None
+    for name in ("hyperopt_losses.png", "hyperopt_hyperparameters.png"):
+        assert (tmp_path / "img" / name).read_bytes()[:4] == b"\x89PNG"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "hyperopt.py"),
+         "--data-root", str(tmp_path / "nowhere")],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "MNIST: 2 raw file(s) missing" in \
+        proc.stderr and "--data-root" in proc.stderr
+    assert not (tmp_path / "nowhere").exists()
