@@ -87,6 +87,17 @@ def writable_dataset_dir(root: Path, relative: str) -> Path:
     return target
 
 
+def _first_missing(path: Path) -> Optional[Path]:
+    """The topmost folder on the way to ``path`` that does not exist yet
+    (``None`` if ``path`` exists)."""
+    if path.exists():
+        return None
+    top = path
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    return top
+
+
 def missing_files(folder: Path, names: Sequence[str]) -> list:
     """The names in ``names`` that are not files in ``folder``."""
     return [n for n in names if not (folder / n).is_file()]
@@ -109,12 +120,18 @@ def open_dataset(name: str, raw_dir: Path, missing: Sequence[str],
     if missing and not download:
         raise DatasetNotFoundError(not_found_message(
             name, raw_dir, missing, "Downloading is switched off."))
+    created = _first_missing(raw_dir)
     try:
         with download_timeout():
             return build()
     except Exception as exc:  # network errors come in many types
         if not missing:
             raise
+        # a mistyped root leaves nothing behind: the folders the failed
+        # download made (and no file in them) go again
+        if created is not None and created.is_dir() and \
+                not any(p.is_file() for p in created.rglob("*")):
+            shutil.rmtree(created, ignore_errors=True)
         raise DatasetNotFoundError(not_found_message(
             name, raw_dir, missing, f"Downloading them failed "
             f"({type(exc).__name__}: {exc}).")) from None

@@ -142,3 +142,29 @@ def test_full_batch_graph_moves_to_the_device_once(cache_dir) -> None:
     dm.setup("fit")
     assert dm.data.x.device.type == "meta"
     assert dm.data.edge_index.device.type == "meta"
+
+
+def test_a_failed_download_leaves_no_folders_behind(tmp_path) -> None:
+    """A mistyped --data-root must not create that tree on disk: what a
+    failed download made (folders, no files) is removed again."""
+    from pyg_rbp.data import DatasetNotFoundError
+    from pyg_rbp.data.root import open_dataset
+    raw = tmp_path / "typo" / "Planetoid" / "Cora" / "raw"
+
+    def build():
+        raw.mkdir(parents=True)  # as PyG does before it downloads
+        raise ConnectionError("no network")
+    with pytest.raises(DatasetNotFoundError, match="Downloading them failed"):
+        open_dataset("Cora", raw, ["ind.cora.x"], True, build)
+    assert not (tmp_path / "typo").exists()
+    # a folder that existed before, or one holding files, is kept
+    (tmp_path / "kept").mkdir()
+    raw = tmp_path / "kept" / "Planetoid" / "raw"
+
+    def build_with_file():
+        raw.mkdir(parents=True)
+        (raw / "partial").write_text("x")
+        raise ConnectionError("no network")
+    with pytest.raises(DatasetNotFoundError):
+        open_dataset("Cora", raw, ["ind.cora.x"], True, build_with_file)
+    assert (raw / "partial").is_file()
