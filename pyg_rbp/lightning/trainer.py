@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
@@ -41,6 +42,31 @@ class EpochHistory(Callback):
         self.epochs.append(metrics)
 
 
+# Lightning's own use of torch's pytree API warns on every run (its
+# _pytree.py, not our code): silenced by its exact text, where it comes from.
+warnings.filterwarnings(
+    "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    module=r"pytorch_lightning\.utilities\._pytree")
+
+
+class _NoTips(logging.Filter):
+    """Drops Lightning's advertisement for its cloud logger ("💡 Tip: ...
+    litlogger"), printed by every Trainer whose logger is not theirs: it
+    says nothing about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.getMessage())
+
+
+def _drop_tips() -> None:
+    for name in ("pytorch_lightning.utilities.rank_zero",
+                 "lightning_fabric.utilities.rank_zero",
+                 "lightning.pytorch.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in logger.filters):
+            logger.addFilter(_NoTips())
+
+
 def make_trainer(cfg: RunConfig, run_dir: Path, log_name: str,
                  callbacks: Sequence[Callback], checkpointing: bool = False,
                  **trainer_kwargs: Any) -> pl.Trainer:
@@ -57,6 +83,7 @@ def make_trainer(cfg: RunConfig, run_dir: Path, log_name: str,
             run's ``ModelCheckpoint`` callbacks need it).
         **trainer_kwargs: Further ``pl.Trainer`` options.
     """
+    _drop_tips()
     return pl.Trainer(
         max_epochs=cfg.max_epochs, accelerator=cfg.accelerator,
         devices=cfg.devices, strategy=cfg.strategy, precision=cfg.precision,
