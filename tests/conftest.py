@@ -14,6 +14,22 @@ torch.set_num_threads(int(os.environ.get("PYG_RBP_TEST_THREADS", 0))
 
 DEVICES: List[str] = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
+#: The full suite (the slow tier too: whole trainings, DDP, subprocesses,
+#: finite differences) runs with PYG_RBP_FULL_TESTS=1, as CI sets it;
+#: ``python -m pytest -q`` alone runs the fast tier.
+FULL_TESTS = os.environ.get("PYG_RBP_FULL_TESTS", "") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config,
+                                  items: List[pytest.Item]) -> None:
+    if FULL_TESTS:
+        return
+    skip = pytest.mark.skip(reason="slow tier: set PYG_RBP_FULL_TESTS=1 "
+                                   "(CI does) to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
 
 @pytest.fixture(params=DEVICES)
 def device(request: pytest.FixtureRequest) -> torch.device:

@@ -12,6 +12,9 @@ import pytest
 
 from tests.conftest import needs_data, shared_data_root
 
+# the slow tier: whole trainings, subprocesses (PYG_RBP_FULL_TESTS=1)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

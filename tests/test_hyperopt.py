@@ -50,6 +50,7 @@ def test_batch_schedule_reshuffles_each_epoch() -> None:
         batch_schedule(10, 11, 1, gen)
 
 
+@pytest.mark.slow
 def test_bptt_hypergradient_matches_finite_differences() -> None:
     cfg, hyper, init, batches, x, y = _setup("bptt")
     loss, grads, step, _ = hypergradient(cfg, cfg.gradient(), hyper, init,
@@ -108,6 +109,7 @@ def test_one_meta_step_in_seconds() -> None:
         HyperoptConfig(method="cg").check()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shared_data_root() is None
                     or not (shared_data_root() / "MNIST" / "raw").is_dir(),
                     reason="../shared/data/MNIST not found")

@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".ci"))
 from readme_command import command  # noqa: E402
 
+# the slow tier: whole trainings, subprocesses (PYG_RBP_FULL_TESTS=1)
+pytestmark = pytest.mark.slow
+
 #: Modules that come with Python or with every venv (pip, setuptools).
 _ALWAYS = {"pip", "setuptools", "_distutils_hack", "pkg_resources"}
 

@@ -146,6 +146,7 @@ def test_two_classes_at_length_20_are_learnt_in_seconds() -> None:
     assert rec["mean_forward_steps"] > 20  # the forward reached the tail
 
 
+@pytest.mark.slow
 def test_example_writes_its_json(tmp_path) -> None:
     out = tmp_path / "r.json"
     env = dict(os.environ, PYTHONWARNINGS="ignore")

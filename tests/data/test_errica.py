@@ -11,6 +11,9 @@ from pyg_rbp.data import (ERRICA_DATASETS, DatasetNotFoundError,
                           errica_split, load_tu_dataset)
 from tests.conftest import shared_data_root
 
+# the slow tier: whole trainings, subprocesses (PYG_RBP_FULL_TESTS=1)
+pytestmark = pytest.mark.slow
+
 needs_splits = pytest.mark.skipif(
     shared_data_root() is None or
     not (shared_data_root() / "TUDataset" / "splits").is_dir(),

@@ -101,6 +101,7 @@ def test_failed_download_is_one_clear_error(tmp_path, cache_dir,
     assert err.value.__cause__ is None and err.value.__suppress_context__
 
 
+@pytest.mark.slow
 def test_example_reports_missing_data_without_traceback(tmp_path) -> None:
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"),
                PYTHONWARNINGS="ignore")
@@ -113,6 +114,7 @@ def test_example_reports_missing_data_without_traceback(tmp_path) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, message", [
     (["--dataset", "Pubmed"], "invalid choice: 'Pubmed'"),
     (["--method", "adjoint"], "invalid choice: 'adjoint'"),

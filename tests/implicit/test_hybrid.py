@@ -129,6 +129,7 @@ def test_unrolled_memory_estimate_matches_the_unrolled_run() -> None:
         0.05 * sum(storages.values())
 
 
+@pytest.mark.slow
 def test_six_node_gradcheck_passes_at_the_default_method() -> None:
     """The adjoint at the old default (Neumann, 20 terms) stopped at a
     relative residual of 7e-3 and gradcheck failed; the default now solves

@@ -2,6 +2,8 @@
 runs as documented and reports what it says."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -11,6 +13,9 @@ from pathlib import Path
 from pyg_rbp.lightning import BabiTrainConfig, train_babi
 from tests.conftest import shared_data_root
 from tests.data.test_babi import needs_babi
+
+# the slow tier: whole trainings, subprocesses (PYG_RBP_FULL_TESTS=1)
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 

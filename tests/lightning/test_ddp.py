@@ -9,6 +9,9 @@ import pytest
 from tests.conftest import needs_data, shared_data_root
 from tests.lightning.ddp_common import assert_synchronised, run_two_ranks
 
+# the slow tier: whole trainings, subprocesses (PYG_RBP_FULL_TESTS=1)
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).resolve().parent
 
 

@@ -17,6 +17,9 @@ from tests.data.test_tu import needs_tu
 from tests.conftest import shared_data_root
 from tests.lightning.ddp_common import assert_synchronised, run_two_ranks
 
+# the slow tier: whole trainings, subprocesses (PYG_RBP_FULL_TESTS=1)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -10,6 +10,9 @@ from pyg_rbp.data import DatasetNotFoundError, load_node_dataset  # noqa: E402
 from pyg_rbp.lightning import TrainConfig, train_node_classifier  # noqa: E402
 from tests.lightning.ogb_tiny import write_tiny_ogbn_arxiv  # noqa: E402
 
+# the slow tier: whole trainings, subprocesses (PYG_RBP_FULL_TESTS=1)
+pytestmark = pytest.mark.slow
+
 
 def test_tiny_ogbn_arxiv_loads_without_download(tmp_path, cache_dir) -> None:
     root = write_tiny_ogbn_arxiv(tmp_path / "data")

@@ -2,6 +2,8 @@
 checkpoint, and each rank gets its own back (two gloo processes)."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import random
 from pathlib import Path
@@ -12,6 +14,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from pyg_rbp.lightning.base import RBPLightningModule
+
+# the slow tier: whole trainings, subprocesses (PYG_RBP_FULL_TESTS=1)
+pytestmark = pytest.mark.slow
 
 
 def _draws() -> list:

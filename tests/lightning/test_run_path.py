@@ -22,6 +22,9 @@ from pyg_rbp.lightning.cli import build_parser, parse_config
 from pyg_rbp.lightning.trainer import EpochHistory
 from tests.conftest import needs_data, shared_data_root
 
+# the slow tier: whole trainings, subprocesses (PYG_RBP_FULL_TESTS=1)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = [TrainConfig, GraphTrainConfig, BabiTrainConfig]
 

@@ -11,6 +11,9 @@ from pyg_rbp.lightning import (NodeClassificationModule, NodeDataModule,
                                TrainConfig, train_node_classifier)
 from tests.conftest import needs_data, shared_data_root
 
+# the slow tier: whole trainings, subprocesses (PYG_RBP_FULL_TESTS=1)
+pytestmark = pytest.mark.slow
+
 FAST = dict(dataset="Cora", num_layers=10, backward_steps=5, hidden=64,
             input_dropout=0.5,
             accelerator="cpu", progress_bar=False)

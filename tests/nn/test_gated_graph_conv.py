@@ -159,6 +159,7 @@ def test_graph_work_is_built_once_per_call(coo_builds) -> None:
     assert coo_builds["n"] == 1
 
 
+@pytest.mark.slow
 def test_drop_in_replacement_trains() -> None:
     """Swap GatedGraphConv for RBPGatedGraphConv in a model; nothing else
     changes, and the model learns a node labelling."""

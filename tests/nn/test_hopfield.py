@@ -116,6 +116,7 @@ def test_missing_mnist_names_the_files(tmp_path) -> None:
         load_digit_patterns(tmp_path / "none")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shared_data_root() is None or not (
     shared_data_root() / "MNIST" / "raw").is_dir(), reason="no MNIST")
 def test_hopfield_example_trains_and_retrieves(tmp_path) -> None:

@@ -2,6 +2,7 @@
 once per graph (one host synchronisation), never confused between graphs."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 import pyg_rbp.nn.ignn_conv as ignn
@@ -22,6 +23,7 @@ def test_spectral_radius_matches_dense_eigenvalues() -> None:
     assert ignn.spectral_radius(empty) == 0.0
 
 
+@pytest.mark.slow
 def test_bound_is_cached_per_graph(monkeypatch) -> None:
     calls = {"n": 0}
     real = ignn.spectral_radius

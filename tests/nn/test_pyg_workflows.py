@@ -370,6 +370,7 @@ def test_to_hetero_with_one_relation_equals_the_homogeneous_model() -> None:
                                rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sequential_and_basic_gnn_with_jumping_knowledge() -> None:
     from torch_geometric.nn import Sequential
     from torch_geometric.nn.models.basic_gnn import BasicGNN

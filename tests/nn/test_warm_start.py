@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
 
 from pyg_rbp import RBPGatedGraphConv
@@ -42,6 +43,7 @@ def test_warm_start_saves_steps_not_accuracy() -> None:
         assert float((a - b).norm() / a.norm()) < 1e-4
 
 
+@pytest.mark.slow
 def test_a_changed_graph_starts_cold() -> None:
     x = torch.randn(30, 8, dtype=torch.float64)
     ei = random_graph(30, 100)
@@ -69,6 +71,7 @@ def test_a_changed_graph_starts_cold() -> None:
     assert len(warm._warm) == 0
 
 
+@pytest.mark.slow
 def test_training_with_warm_starts() -> None:
     """Ten optimiser steps: warm starts cut the steps per call and end at
     the same loss to a few digits."""
