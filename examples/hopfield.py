@@ -12,6 +12,8 @@ short ones.
     python examples/hopfield.py --method all --truncation 10 20 30 \
         --trials 10 --output-json hopfield.json --plot plots/
     python examples/hopfield.py --size 28 --hidden 1024    # the paper's size
+    python examples/hopfield.py --method fixed_point --rbp-init uniform \
+        --truncation 10 20 30 --trials 3 --resume-dir runs/   # resumable
 
 Success (as in the paper): final training loss <= 50% of the initial one.
 Retrieval: the input is a stored pattern with half of its on-pixels
@@ -29,7 +31,7 @@ from typing import Dict, List
 
 import torch
 
-from pyg_rbp import METHODS, ConvergenceWarning
+from pyg_rbp import METHODS, ConvergenceWarning, FixedPoint
 from pyg_rbp.data import DatasetNotFoundError
 from pyg_rbp.data.mnist import load_digit_patterns
 from pyg_rbp.nn import HopfieldConv
@@ -73,14 +75,25 @@ def corrupt(patterns: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+#: --rbp-init -> FixedPoint's init: our start scaled to ||g||, or the
+#: paper's unscaled U(0, 1) (not scale-invariant: with few iterations the
+#: result depends on the size of the loss).
+RBP_INITS = {"scaled": "random", "uniform": "uniform"}
+
+
 def train_once(patterns: torch.Tensor, method: str, truncation: int,
                seed: int, args) -> Dict:
     torch.manual_seed(seed)
+    if method == "fixed_point":  # the start is a setting of the value
+        options = dict(method=FixedPoint(steps=truncation, tol=0.0,
+                                         init=RBP_INITS[args.rbp_init]))
+    else:
+        options = dict(method=method, backward_steps=truncation,
+                       backward_tol=0.0)
     model = HopfieldMemory(patterns.size(1), args.hidden,
-                           input_scale=args.input_scale, method=method,
-                           num_steps=args.steps, tol=0.0,
-                           backward_steps=truncation, backward_tol=0.0,
-                           a=1.0, b=0.5)
+                           input_scale=args.input_scale,
+                           num_steps=args.steps, tol=0.0, a=1.0, b=0.5,
+                           **options)
     with torch.no_grad():  # > 1 moves the dynamics towards instability
         model.net.weight.mul_(args.init_scale)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -97,11 +110,32 @@ def train_once(patterns: torch.Tensor, method: str, truncation: int,
         retrieved = model(noisy)
         final = float((model(patterns) - patterns).abs().mean())
     return {"method": method, "truncation": truncation, "seed": seed,
+            "rbp_init": args.rbp_init if method == "fixed_point" else None,
             "initial_loss": losses[0], "final_loss": final,
             "success": final <= 0.5 * losses[0], "losses": losses,
             "retrieval_l1": float((retrieved - patterns).abs().mean()),
             "corrupted_l1": float((noisy - patterns).abs().mean()),
             "retrieved": retrieved.tolist(), "noisy": noisy.tolist()}
+
+
+def trial(patterns: torch.Tensor, method: str, truncation: int, seed: int,
+          args) -> Dict:
+    """:func:`train_once`, or its record from ``--resume-dir`` when an
+    earlier (interrupted) run finished it."""
+    if args.resume_dir is None:
+        return train_once(patterns, method, truncation, seed, args)
+    folder = Path(args.resume_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    init = f"_{args.rbp_init}" if method == "fixed_point" else ""
+    path = folder / (f"{method}{init}_K{truncation}_s{seed}_size{args.size}"
+                     f"_h{args.hidden}.json")
+    if path.is_file():
+        return json.loads(path.read_text())
+    record = train_once(patterns, method, truncation, seed, args)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)  # whole or not at all
+    return record
 
 
 def plot(records: List[Dict], patterns: torch.Tensor, size: int,
@@ -161,6 +195,12 @@ def main(argv=None) -> int:
     p.add_argument("--output-json", default=None)
     p.add_argument("--plot", default=None, metavar="DIR")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rbp-init", default="scaled", choices=tuple(RBP_INITS),
+                   help="original RBP's start: scaled to ||g|| (ours) or "
+                        "the paper's unscaled U(0, 1)")
+    p.add_argument("--resume-dir", default=None, metavar="DIR",
+                   help="keep each trial's record here; a trial whose "
+                        "record exists is read, not trained again")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", ConvergenceWarning)
@@ -178,7 +218,7 @@ def main(argv=None) -> int:
     for k in args.truncation:
         for method in methods:
             for seed in range(args.trials):
-                r = train_once(patterns, method, k, seed, args)
+                r = trial(patterns, method, k, seed, args)
                 records.append(r)
                 print(f"{PAPER[method]:<12} K={k:<3} seed {seed}: loss "
                       f"{r['initial_loss']:.4f} -> {r['final_loss']:.4f} "

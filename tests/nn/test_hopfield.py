@@ -138,3 +138,47 @@ def test_hopfield_example_trains_and_retrieves(tmp_path) -> None:
     assert r["retrieval_l1"] < 0.8 * float(patterns.mean())
     png = tmp_path / "hopfield_retrieval.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_uniform_start_is_the_papers_and_not_scale_invariant() -> None:
+    """FixedPoint(init='uniform') starts from U(0, 1) whatever ||g||: with
+    few iterations its result moves with the loss scale; 'random' (ours)
+    scales the start with ||g||, so the gradient scales exactly."""
+    from pyg_rbp.implicit.adjoint import fixed_point
+    gen = torch.Generator().manual_seed(0)
+    jac = 0.9 * torch.randn(6, 6, generator=gen, dtype=torch.double) / 6
+    g = torch.randn(6, generator=gen, dtype=torch.double)
+
+    def solve(init: str, scale: float):
+        torch.manual_seed(3)
+        return fixed_point(lambda v: jac.T @ v, scale * g, 2, 0.0, init).z
+    for init, invariant in (("random", True), ("uniform", False)):
+        a, b = solve(init, 1.0), solve(init, 1e4)
+        assert torch.allclose(b / 1e4, a, rtol=1e-10) == invariant
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shared_data_root() is None or not (
+    shared_data_root() / "MNIST" / "raw").is_dir(), reason="no MNIST")
+def test_hopfield_example_resumes_per_trial(tmp_path) -> None:
+    argv = [sys.executable, "examples/hopfield.py", "--method",
+            "fixed_point", "--rbp-init", "uniform", "--truncation", "10",
+            "--trials", "2", "--epochs", "3", "--data-root",
+            str(shared_data_root()), "--resume-dir", str(tmp_path / "runs")]
+    first = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr
+    records = sorted((tmp_path / "runs").glob("*.json"))
+    assert [p.name for p in records] == [
+        "fixed_point_uniform_K10_s0_size10_h100.json",
+        "fixed_point_uniform_K10_s1_size10_h100.json"]
+    assert json.loads(records[0].read_text())["rbp_init"] == "uniform"
+    records[1].unlink()  # as if interrupted during the second trial
+    stamp = records[0].stat().st_mtime_ns
+    again = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert records[0].stat().st_mtime_ns == stamp  # read, not retrained
+    assert records[1].is_file()
+    # the table lines agree: the same trials
+    assert first.stdout.splitlines()[-3:-1] == again.stdout.splitlines()[-3:-1]
