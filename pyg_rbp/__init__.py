@@ -7,13 +7,14 @@ unrolling through time (Liao et al., ICML 2018).
 """
 from .implicit import (BPTT, CG, METHODS, SOLVERS, TBPTT, ClosedFormMap,
                        ConvergenceMonitor, ConvergenceWarning, FixedPoint,
-                       GradientMethod, Hybrid, Neumann, RBPStats, rbp)
+                       GMRES, GradientMethod, Hybrid, Neumann, RBPStats,
+                       rbp)
 from .nn import HopfieldConv, RBPGatedGraphConv
 
 __version__ = "0.1.0"
 
 __all__ = ["rbp", "RBPStats", "ConvergenceWarning", "RBPGatedGraphConv",
            "HopfieldConv", "Neumann", "CG", "FixedPoint", "BPTT", "TBPTT",
-           "Hybrid", "ConvergenceMonitor",
+           "Hybrid", "GMRES", "ConvergenceMonitor",
            "GradientMethod", "ClosedFormMap",
            "METHODS", "SOLVERS", "__version__"]

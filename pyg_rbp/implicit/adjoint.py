@@ -249,3 +249,49 @@ def cg(vjp: Op, jvp: Op, g: Tensor, max_steps: int,
         p = r + (rs_new / rs) * p
         rs = rs_new
     return AdjointResult(z, steps, res, False)
+
+
+def gmres(vjp: Op, g: Tensor, max_steps: int, tol: float) -> AdjointResult:
+    r"""GMRES on :math:`(I - J^\top) z = g`, without restarts.
+
+    Builds an orthonormal Krylov basis of :math:`(I - J^\top)` from
+    :math:`g` (Arnoldi, modified Gram-Schmidt) and takes the :math:`z` of
+    the Krylov space that minimises the residual
+    :math:`\|g - (I - J^\top) z\|`; one ``vjp`` per iteration, no ``jvp``.
+    Unlike the Neumann series it converges for any invertible
+    :math:`I - J^\top` (also where :math:`\rho(J) \ge 1` or a non-normal
+    :math:`J` makes the series grow before it shrinks), in at most
+    :math:`n` iterations in exact arithmetic; it holds ``max_steps + 1``
+    basis vectors of the size of the state. Stops once the residual
+    relative to :math:`\|g\|` is below ``tol``.
+    """
+    gnorm = _norm(g)
+    if gnorm == 0 or not _finite(gnorm):
+        return _passed_through(g)
+    basis = [g / gnorm]
+    # the Hessenberg matrix in float64 on the host (small: steps^2)
+    hess = torch.zeros(max_steps + 1, max_steps, dtype=torch.float64)
+    res, steps = 1.0, 0
+    y: Optional[Tensor] = None
+    for k in range(max_steps):
+        w = basis[k] - vjp(basis[k])
+        for i in range(k + 1):
+            hess[i, k] = float(_dot(basis[i], w))
+            w = w - hess[i, k].item() * basis[i]
+        hess[k + 1, k] = _norm(w)
+        rhs = torch.zeros(k + 2, dtype=torch.float64)
+        rhs[0] = gnorm
+        y = torch.linalg.lstsq(hess[:k + 2, :k + 1], rhs.unsqueeze(1)
+                               ).solution.squeeze(1)
+        res = float(torch.linalg.vector_norm(
+            hess[:k + 2, :k + 1] @ y - rhs)) / gnorm
+        steps = k + 1
+        if not _finite(res):
+            return AdjointResult(g.clone(), k, float("inf"), True)
+        if res < tol or float(hess[k + 1, k]) <= 1e-14 * gnorm:
+            break
+        basis.append(w / float(hess[k + 1, k]))
+    z = torch.zeros_like(g)
+    for i in range(steps):
+        z.add_(basis[i], alpha=float(y[i]))
+    return AdjointResult(z, steps, res, False)

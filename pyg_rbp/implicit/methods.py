@@ -10,6 +10,8 @@ or to a layer (``method=Neumann(steps=5)``), in the manner of diffrax's
   :math:`(I - J)(I - J^\top) z = (I - J) g`.
 * :class:`FixedPoint` (the original RBP, Algorithm 1):
   :math:`z \leftarrow J^\top z + g`.
+* :class:`GMRES`: the residual-minimising Krylov solve of
+  :math:`(I - J^\top) z = g` (one ``J^T v`` per iteration).
 * :class:`BPTT`: back-propagation through every forward step.
 * :class:`TBPTT`: back-propagation through the last ``steps`` steps only.
 * :class:`Hybrid` (the layers' default): the implicit gradient of its
@@ -137,6 +139,22 @@ class FixedPoint(_Solved):
 
 
 @dataclass(frozen=True)
+class GMRES(_Solved):
+    r"""GMRES-RBP: the residual-minimising Krylov solve of
+    :math:`(I - J^\top) z = g`, at most ``steps`` iterations (one
+    ``J^T v`` each, ``steps + 1`` stored vectors). It converges where the
+    Neumann series does not (:math:`\rho(J) \ge 1` with :math:`I - J`
+    invertible, or transient growth of a non-normal :math:`J`), and
+    without CG's squared condition number."""
+
+    name: ClassVar[str] = "gmres"
+
+    def solve(self, vjp: Op, g: Tensor,
+              jvp: Callable[[], Op]) -> AdjointResult:
+        return adjoint.gmres(vjp, g, self.steps, self.tol)
+
+
+@dataclass(frozen=True)
 class BPTT(GradientMethod):
     """Back-propagation through every forward step (memory grows with the
     number of steps)."""
@@ -255,7 +273,8 @@ class Hybrid(GradientMethod):
 #: The one registry: name -> class. :data:`METHODS` and
 #: :data:`IMPLICIT_METHODS` are read from it.
 REGISTRY: Dict[str, Type[GradientMethod]] = {
-    cls.name: cls for cls in (Neumann, CG, FixedPoint, BPTT, TBPTT, Hybrid)}
+    cls.name: cls for cls in (Neumann, CG, FixedPoint, BPTT, TBPTT, Hybrid,
+                              GMRES)}
 METHODS: Tuple[str, ...] = tuple(REGISTRY)
 IMPLICIT_METHODS: Tuple[str, ...] = tuple(
     name for name, cls in REGISTRY.items() if cls.implicit)
