@@ -35,49 +35,56 @@ NAMES = {"bptt": "BPTT", "tbptt": "TBPTT", "fixed_point": "RBP",
          "neumann": "Neumann-RBP"}
 
 
+def _figure(panels: List[tuple], path: Path) -> Path:
+    """One row of panels, each ``(curves, axis settings)`` with ``curves``
+    a list of ``(label, xs, ys, style)``; saved to ``path``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (curves, settings) in zip(axes, panels):
+        for label, xs, ys, style in curves:
+            ax.plot(xs, ys, style, label=label)
+        ax.set(**settings)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot(results: Dict[str, dict], folder: Path) -> List[Path]:
     """The paper's figures: the training loss over the inner steps at the
     last meta-step, the meta-loss against the meta-step (one curve per
     method), and the learned learning rates and momenta per layer."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    inner, meta, rates, moms = [], [], [], []
     for method, r in results.items():
-        axes[0].plot(r["inner_losses"], label=NAMES[method])
-        axes[1].plot([rec["meta_loss"] for rec in r["records"]],
-                     label=NAMES[method])
-    axes[0].set(xlabel="inner step", ylabel="training loss (mini-batch)",
-                title="(a) training loss, last meta-step", yscale="log")
-    axes[1].set(xlabel="meta-step", ylabel="meta training loss",
-                title="(b) meta training loss")
-    for ax in axes:
-        ax.legend()
-    fig.tight_layout()
-    paths.append(folder / "hyperopt_losses.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for method, r in results.items():
+        name = NAMES[method]
+        inner.append((name, range(len(r["inner_losses"])),
+                      r["inner_losses"], "-"))
+        meta.append((name, range(len(r["records"])),
+                     [rec["meta_loss"] for rec in r["records"]], "-"))
         last = r["records"][-1]
         lr = torch.tensor(last["log_lr"]).exp().tolist()
         mom = torch.sigmoid(torch.tensor(last["logit_mom"])).tolist()
-        axes[0].plot(range(1, len(lr) + 1), lr, "o-", label=NAMES[method])
-        axes[1].plot(range(1, len(mom) + 1), mom, "o-", label=NAMES[method])
-    axes[0].set(xlabel="parameter tensor (W1, b1, ..., W4, b4)",
-                ylabel="learning rate", title="learned learning rates",
-                yscale="log")
-    axes[1].set(xlabel="parameter tensor (W1, b1, ..., W4, b4)",
-                ylabel="momentum", title="learned momenta")
-    for ax in axes:
-        ax.legend()
-    fig.tight_layout()
-    paths.append(folder / "hyperopt_hyperparameters.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
-    return paths
+        tensors = range(1, len(lr) + 1)
+        rates.append((name, tensors, lr, "o-"))
+        moms.append((name, tensors, mom, "o-"))
+    tensor_axis = "parameter tensor (W1, b1, ..., W4, b4)"
+    return [
+        _figure([(inner, dict(xlabel="inner step",
+                              ylabel="training loss (mini-batch)",
+                              title="(a) training loss, last meta-step",
+                              yscale="log")),
+                 (meta, dict(xlabel="meta-step", ylabel="meta training loss",
+                             title="(b) meta training loss"))],
+                folder / "hyperopt_losses.png"),
+        _figure([(rates, dict(xlabel=tensor_axis, ylabel="learning rate",
+                              title="learned learning rates", yscale="log")),
+                 (moms, dict(xlabel=tensor_axis, ylabel="momentum",
+                             title="learned momenta"))],
+                folder / "hyperopt_hyperparameters.png")]
 
 
 def main(argv: Optional[List[str]] = None) -> int:

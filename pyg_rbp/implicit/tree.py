@@ -25,6 +25,8 @@ from typing import Any, Callable, List, Mapping, Optional, Sequence, \
 import torch
 from torch import Tensor
 
+from .._checks import check_float_tensor
+
 #: What ``rbp`` accepts as a state besides a tensor.
 State = Union[Tensor, Sequence[Tensor], Mapping[str, Tensor]]
 
@@ -50,12 +52,7 @@ class TreeSpec:
             raise ValueError(f"'{name}' must hold at least one tensor (got "
                              f"an empty {type(state).__name__})")
         for key, leaf in zip(self.keys, leaves):
-            if not isinstance(leaf, Tensor):
-                raise TypeError(f"'{name}[{key!r}]' must be a torch.Tensor "
-                                f"(got {type(leaf).__name__})")
-            if not leaf.is_floating_point():
-                raise TypeError(f"'{name}[{key!r}]' must have a floating-"
-                                f"point dtype (got {leaf.dtype})")
+            check_float_tensor(f"{name}[{key!r}]", leaf)
         first = leaves[0]
         for key, leaf in zip(self.keys, leaves):
             if leaf.dtype != first.dtype or leaf.device != first.device:

@@ -15,7 +15,7 @@ from torch import Tensor
 from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, to_edge_index
 
-from .._checks import check_finite
+from .._checks import check_finite, check_float_tensor
 
 
 def _check_values(name: str, t: Tensor, device: torch.device, owner: str,
@@ -98,12 +98,7 @@ def standardise_graph(
     _check_values("edge_index", edge_index, device, "'x'", num_nodes,
                   f"node indices in [0, {num_nodes}) for {num_nodes} nodes")
     if edge_weight is not None:
-        if not isinstance(edge_weight, Tensor):
-            raise TypeError(f"'edge_weight' must be a torch.Tensor "
-                            f"(got {type(edge_weight).__name__})")
-        if not edge_weight.is_floating_point():
-            raise TypeError(f"'edge_weight' must have a floating-point dtype "
-                            f"(got {edge_weight.dtype})")
+        check_float_tensor("edge_weight", edge_weight)
         if edge_weight.dim() != 1 or edge_weight.numel() != edge_index.size(1):
             raise ValueError(
                 f"'edge_weight' must have shape [{edge_index.size(1)}] (one "
