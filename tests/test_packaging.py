@@ -135,6 +135,12 @@ load_tu_dataset("MUTAG", {str(root)!r}, download=False)
 chains(length=5)
 from examples.quickstart import make_data
 make_data(0)
+from pyg_rbp.data.mnist import load_mnist
+from pyg_rbp.hyperopt import HyperoptConfig, meta_train
+images, labels = load_mnist({str(root)!r})
+meta_train(HyperoptConfig(meta_steps=1, inner_steps=2, truncation=1,
+                          batch_size=50, layers=(784, 8, 10)),
+           images[:300], labels[:300], train=200)
 """
     _run_with_only(code)
 
