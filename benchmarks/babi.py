@@ -103,10 +103,16 @@ def table(tasks: List[int], results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
+def share(value: Optional[float]) -> str:
+    """A share of training calls, in % ('-' where it was not recorded)."""
+    return "-" if value is None else f"{100 * value:.0f} %"
+
+
 def steps_table(tasks: List[int], results: Path = RESULTS) -> str:
     lines = ["| task | contender | forward steps / call | backward steps / "
-             "call | backward residual | val acc, last epoch | wall s |",
-             "|---|---|---|---|---|---|---|"]
+             "call | backward residual | forward converged | adjoint met "
+             "tol | unrolled | val acc, last epoch | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for task in tasks:
         for c in CONTENDERS:
             path = results / f"{task}_{c}.json"
@@ -119,6 +125,9 @@ def steps_table(tasks: List[int], results: Path = RESULTS) -> str:
             lines.append(f"| {task} | {c} | {fmt(r['forward_steps'])} | "
                          f"{fmt(r['backward_steps'])} | "
                          f"{fmt(r['backward_residual'], '.2g')} | "
+                         f"{share(r.get('forward_converged'))} | "
+                         f"{share(r.get('adjoint_solved'))} | "
+                         f"{share(r.get('unrolled'))} | "
                          f"{100 * r['final_val_acc']:.1f} | "
                          f"{r['wall_s']:.0f} |")
     return "\n".join(lines)
