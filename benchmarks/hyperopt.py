@@ -5,8 +5,8 @@ The paper's table (BPTT / Neumann-RBP, 100 inner steps): run time x3.02 /
 x2.87 / x2.68 and memory x4.35 / x4.25 / x4.11 at truncation 10 / 50 / 100.
 Every contender computes the hypergradient of the same meta-step (same
 initial weights, same mini-batches), interleaved over ``--repeats`` rounds
-in one process on one thread; time is the median, memory the bytes autograd
-saved for the backward pass (``SavedTensorMeter``).
+in one process on one thread; time is the median, memory the most bytes
+autograd held for the backward pass at once (``SavedTensorMeter.peak_bytes``).
 
     python benchmarks/hyperopt.py --data-root ../shared/data
     python benchmarks/hyperopt.py --final-batch mini --inner-steps 1500 \\
@@ -61,7 +61,7 @@ def measure(a: argparse.Namespace) -> Dict[str, dict]:
                 hypergradient(cfg, cfg.gradient(), hyper, init, batches, x,
                               y)
             times[f"{method}@{k}"].append(time.perf_counter() - start)
-            memory[f"{method}@{k}"] = meter.bytes
+            memory[f"{method}@{k}"] = meter.peak_bytes
     return {key: {"seconds": statistics.median(ts), "all_seconds": ts,
                   "saved_bytes": memory[key]} for key, ts in times.items()}
 

@@ -94,6 +94,7 @@ class MetaRecord:
     meta_loss: float
     heldout_loss: float
     seconds: float
+    #: the most bytes autograd held at once for the hypergradient
     saved_bytes: int
     log_lr: List[float]
     logit_mom: List[float]
@@ -195,7 +196,7 @@ def meta_train(cfg: HyperoptConfig, images: Tensor, labels: Tensor,
         with torch.no_grad():
             heldout = float(mlp_loss(weights, x_out, y_out))
         record = MetaRecord(meta_step, float(loss), heldout, seconds,
-                            meter.bytes, log_lr.detach().tolist(),
+                            meter.peak_bytes, log_lr.detach().tolist(),
                             logit_mom.detach().tolist(), cosine)
         result.records.append(record)
         result.inner_losses = step.losses

@@ -1,6 +1,7 @@
 """Counting the memory autograd keeps for the backward pass."""
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -23,26 +24,56 @@ def tensor_bytes(t: Tensor) -> int:
     return t.numel() * t.element_size()
 
 
+class _Held:
+    """A saved tensor, held by autograd's graph in its place, so that the
+    meter sees when the graph lets it go."""
+
+    __slots__ = ("tensor", "__weakref__")
+
+    def __init__(self, tensor: Tensor) -> None:
+        self.tensor = tensor
+
+
+def _unpack(held: Any) -> Tensor:
+    return held.tensor if isinstance(held, _Held) else held
+
+
 class SavedTensorMeter:
     """Context manager: the bytes autograd saves for backward inside it.
+
+    ``bytes`` is the total saved inside the context; ``peak_bytes`` the
+    most held at once (graphs built and freed inside, such as the
+    temporary graph of a gradient taken under ``torch.enable_grad`` in a
+    no-grad loop, count in ``bytes`` but leave ``peak_bytes``), which is
+    the figure to compare methods by.
 
     Example:
         >>> with SavedTensorMeter() as meter:
         ...     loss = model(x).sum()
-        >>> meter.bytes
+        >>> meter.bytes, meter.peak_bytes
     """
 
     def __init__(self) -> None:
         self.bytes = 0
+        self.peak_bytes = 0
+        self._live = 0
         self._hooks: Any = None
 
-    def _pack(self, t: Tensor) -> Tensor:
-        self.bytes += tensor_bytes(t)
-        return t
+    def _release(self, size: int) -> None:
+        self._live -= size
+
+    def _pack(self, t: Tensor) -> Any:
+        size = tensor_bytes(t)
+        self.bytes += size
+        self._live += size
+        self.peak_bytes = max(self.peak_bytes, self._live)
+        held = _Held(t)
+        weakref.finalize(held, self._release, size)
+        return held
 
     def __enter__(self) -> "SavedTensorMeter":
         self._hooks = torch.autograd.graph.saved_tensors_hooks(
-            self._pack, lambda t: t)
+            self._pack, _unpack)
         self._hooks.__enter__()
         return self
 
