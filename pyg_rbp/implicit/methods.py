@@ -208,7 +208,10 @@ class Hybrid(GradientMethod):
       recorded steps and multiplied by the number of steps, is at most
       ``memory_budget`` bytes (``None``: no limit). Above it, the implicit
       gradient is used anyway and the call is reported
-      (``stats.backward_method``, a :class:`ConvergenceWarning`).
+      (``stats.backward_method``, a :class:`ConvergenceWarning`). The
+      probe and the second run evaluate ``f`` again: a map with state of
+      its own (one that counts its calls) sees those calls too; the
+      layers' maps have none. ``memory_budget=None`` skips the probe.
 
     ``stats.backward_method`` names what ran (``'neumann'``, ``'bptt'``,
     ...). Memory is that of one step whenever the forward converges; a call
