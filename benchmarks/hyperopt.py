@@ -57,7 +57,7 @@ def measure(a: argparse.Namespace) -> Dict[str, dict]:
                                  batch_size=a.batch_size,
                                  final_batch=a.final_batch)
             start = time.perf_counter()
-            with SavedTensorMeter() as meter:
+            with SavedTensorMeter(track_peak=True) as meter:
                 hypergradient(cfg, cfg.gradient(), hyper, init, batches, x,
                               y)
             times[f"{method}@{k}"].append(time.perf_counter() - start)

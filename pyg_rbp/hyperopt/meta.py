@@ -184,7 +184,7 @@ def meta_train(cfg: HyperoptConfig, images: Tensor, labels: Tensor,
         batches = batch_schedule(x.size(0), cfg.batch_size, cfg.inner_steps,
                                  gen)
         start = time.perf_counter()
-        with SavedTensorMeter() as meter:
+        with SavedTensorMeter(track_peak=True) as meter:
             loss, grads, step, weights = hypergradient(
                 cfg, method, (log_lr, logit_mom), init, batches, x, y)
         seconds = time.perf_counter() - start

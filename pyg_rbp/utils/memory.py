@@ -41,21 +41,24 @@ def _unpack(held: Any) -> Tensor:
 class SavedTensorMeter:
     """Context manager: the bytes autograd saves for backward inside it.
 
-    ``bytes`` is the total saved inside the context; ``peak_bytes`` the
-    most held at once (graphs built and freed inside, such as the
-    temporary graph of a gradient taken under ``torch.enable_grad`` in a
-    no-grad loop, count in ``bytes`` but leave ``peak_bytes``), which is
-    the figure to compare methods by.
+    ``bytes`` is the total saved inside the context. With
+    ``track_peak=True``, ``peak_bytes`` is the most held at once (graphs
+    built and freed inside, such as the temporary graph of a gradient
+    taken under ``torch.enable_grad`` in a no-grad loop, count in
+    ``bytes`` but leave ``peak_bytes``), the figure to compare methods by
+    where such graphs occur; it costs a finalizer per saved tensor, so it
+    is off by default (training steps measure ``bytes`` only).
 
     Example:
-        >>> with SavedTensorMeter() as meter:
+        >>> with SavedTensorMeter(track_peak=True) as meter:
         ...     loss = model(x).sum()
         >>> meter.bytes, meter.peak_bytes
     """
 
-    def __init__(self) -> None:
+    def __init__(self, track_peak: bool = False) -> None:
         self.bytes = 0
         self.peak_bytes = 0
+        self.track_peak = track_peak
         self._live = 0
         self._hooks: Any = None
 
@@ -65,6 +68,8 @@ class SavedTensorMeter:
     def _pack(self, t: Tensor) -> Any:
         size = tensor_bytes(t)
         self.bytes += size
+        if not self.track_peak:
+            return t
         self._live += size
         self.peak_bytes = max(self.peak_bytes, self._live)
         held = _Held(t)
