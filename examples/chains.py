@@ -10,9 +10,9 @@ Each node of a directed chain of L nodes must output its chain's class, which
 only the head node sees (pyg_rbp.data.chains). Models (``--model``):
 
 * ``rbp``: linear encoder, RBPGatedGraphConv (T forward steps, gradient by
-  ``--method``: neumann, cg, fixed_point, bptt, tbptt; ``state_init=
-  "identity"`` by default, which keeps the head's signal alive along the
-  chain), linear classifier;
+  ``--method``, the layer's default ``hybrid`` unless given; its default
+  contractive step, or ``--cell gru`` with ``state_init="identity"``, which
+  keeps the head's signal alive along the chain), linear classifier;
 * ``pyg``: the same with PyG's GatedGraphConv, ``num_layers = L`` (untied
   weights, back-propagation through all L steps);
 * ``ignn``: the IGNN layer, H = ReLU(A H W^T + A X U^T + b) with
@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch_geometric.nn import GatedGraphConv
 
 from pyg_rbp import METHODS, SOLVERS, ConvergenceWarning
+from pyg_rbp.nn.gated_graph_conv import CELLS
 from pyg_rbp.data.chains import chains
 from pyg_rbp.models import RBPNodeClassifier
 from pyg_rbp.nn import IGNNConv
@@ -93,11 +94,13 @@ def build_model(a: argparse.Namespace, in_channels: int,
                               kappa=a.kappa, num_layers=a.num_layers,
                               method=a.method, tol=a.tol,
                               backward_steps=a.backward_steps)
+    step = dict(state_init=a.state_init, identity_gain=a.identity_gain) \
+        if a.cell == "gru" else {} if a.carry is None else dict(carry=a.carry)
     return RBPNodeClassifier(
         in_channels, a.hidden, classes, input_dropout=0.0, dropout=a.dropout,
         out_propagation=0, num_layers=a.num_layers, method=a.method,
         tol=a.tol, solver=a.solver, backward_steps=a.backward_steps,
-        state_init=a.state_init, identity_gain=a.identity_gain,
+        cell=a.cell, **step,
         jacobian_penalty="spectral" if a.jacobian_weight > 0 else None)
 
 
@@ -139,7 +142,7 @@ def run_seed(a: argparse.Namespace, seed: int) -> Dict[str, Any]:
         opt.step()
         if a.model == "ignn":
             conv.project_()
-        record = {"epoch": epoch, "train_loss": float(loss)}
+        record = {"epoch": epoch, "train_loss": float(loss.detach())}
         if stats is not None:
             record.update(fwd_steps=stats.forward_steps,
                           fwd_residual=stats.forward_residual,
@@ -189,8 +192,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--noise", type=float, default=0.0,
                    help="feature noise standard deviation")
     p.add_argument("--model", default="rbp", choices=MODELS)
-    p.add_argument("--method", default="neumann", choices=METHODS)
-    p.add_argument("--solver", default="fixed_point", choices=SOLVERS)
+    p.add_argument("--method", default="hybrid", choices=METHODS)
+    p.add_argument("--solver", default=None, choices=SOLVERS,
+                   help="forward solver (default: the layer's: anderson for "
+                        "the contractive step, fixed_point for the GRU)")
+    p.add_argument("--cell", default="contractive", choices=CELLS,
+                   help="the layer's step (--model rbp)")
+    p.add_argument("--carry", type=float, default=None,
+                   help="the contractive step's carry gate (default: the "
+                        "layer's 0.9)")
     p.add_argument("--seeds", type=int, default=3,
                    help="run seeds 0 .. S-1")
     p.add_argument("--hidden", type=int, default=16)
@@ -207,8 +217,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--jacobian-weight", type=float, default=0.0)
     p.add_argument("--state-init", default="identity",
                    choices=("identity", "contractive"),
-                   help="initialisation of RBPGatedGraphConv (--model rbp)")
-    p.add_argument("--identity-gain", type=float, default=3.0)
+                   help="initialisation of the GRU step (--cell gru)")
+    p.add_argument("--identity-gain", type=float, default=3.0,
+                   help="its gain (--cell gru)")
     p.add_argument("--kappa", type=float, default=0.9,
                    help="IGNN's bound on ||W||_inf rho(A)")
     p.add_argument("--threads", type=int, default=2)
@@ -221,7 +232,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     d = defaults_for(a.length)
     a.num_layers = a.num_layers or d["num_layers"]
     a.backward_steps = a.backward_steps or d["backward_steps"]
-    if a.model == "pyg" and a.method not in ("neumann", "bptt"):
+    if a.model == "pyg" and a.method not in ("hybrid", "neumann", "bptt"):
         p.error("--model pyg trains by BPTT through L untied steps; "
                 "--method does not apply")
     if a.model == "pyg":

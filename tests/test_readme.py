@@ -18,7 +18,7 @@ def test_readme_python_blocks_run() -> None:
         # the quick start converges: it must not warn
         warnings.simplefilter("error", ConvergenceWarning)
         exec(compile(blocks[0], "README block 1", "exec"), namespace)
-    assert namespace["conv"].stats.backward_method == "neumann"
+    assert namespace["conv"].stats.backward_method == "anderson"
     for i, block in enumerate(blocks[1:], start=2):
         exec(compile(block, f"README block {i}", "exec"), namespace)
     assert namespace["W"].grad is not None

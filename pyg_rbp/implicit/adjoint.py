@@ -15,6 +15,10 @@ Each solver gets :math:`g` and a function ``vjp(v) = J^T v`` (CG also gets
   from a random start.
 * :func:`cg` (CG-RBP): conjugate gradient on the normal equations
   :math:`(I - J)(I - J^\top) z = (I - J) g`.
+* :func:`gmres`: the residual-minimising Krylov solve of :math:`(I - J^\top)
+  z = g`.
+* :func:`anderson`: the fixed-point iteration :math:`z \leftarrow J^\top z +
+  g` with Anderson mixing, as the forward solver of the same name.
 
 A solve that diverges (non-finite values, or residuals grown
 :data:`DIVERGENCE_RATIO` times above the best seen) stops and returns its best
@@ -30,7 +34,7 @@ from typing import Callable, List, Optional
 import torch
 from torch import Tensor
 
-from .forward import check_interval, host_dtype
+from .forward import AndersonMixer, check_interval, host_dtype
 
 #: A residual this many times above the smallest one seen counts as divergence.
 DIVERGENCE_RATIO = 1e3
@@ -295,3 +299,39 @@ def gmres(vjp: Op, g: Tensor, max_steps: int, tol: float) -> AdjointResult:
     for i in range(steps):
         z.add_(basis[i], alpha=float(y[i]))
     return AdjointResult(z, steps, res, False)
+
+
+def anderson(vjp: Op, g: Tensor, max_steps: int, tol: float,
+             memory: int = 5) -> AdjointResult:
+    r"""The iteration :math:`z \leftarrow J^\top z + g` from :math:`z_0 = g`,
+    accelerated by Anderson mixing over the last ``memory`` iterates
+    (:class:`~pyg_rbp.implicit.forward.AndersonMixer`).
+
+    For the linear map :math:`z \mapsto J^\top z + g` Anderson mixing is a
+    Krylov method (it matches GMRES with a sliding window), so where
+    :math:`\rho(J)` is close to 1 it needs far fewer products than the
+    Neumann series (whose terms shrink as :math:`\rho(J)^k`), while it holds
+    only ``2 * memory`` vectors of the size of the state. One ``vjp`` per
+    iteration. Stops once the residual :math:`\|J^\top z + g - z\|`
+    relative to :math:`\|g\|` is below ``tol``; the returned ``z`` is the
+    last evaluated :math:`J^\top z + g`, whose residual is at most that.
+    """
+    gnorm = _norm(g)
+    if gnorm == 0 or not _finite(gnorm):
+        return _passed_through(g)
+    mixer = AndersonMixer(memory=memory)
+    z = g
+    best_z, best = g, float("inf")
+    res, steps = float("inf"), 0
+    for k in range(max_steps):
+        fz = vjp(z).add_(g)
+        res = _norm(fz - z) / gnorm
+        if _is_bad(res, best):
+            return AdjointResult(best_z, k, best, True)
+        steps = k + 1
+        if res <= best:
+            best, best_z = res, fz
+        if res < tol:
+            return AdjointResult(fz, steps, res, False)
+        z = mixer(z, fz)
+    return AdjointResult(best_z, steps, best, False)

@@ -63,16 +63,57 @@ def graph_residual(new: Tensor, old: Tensor, batch: Optional[Tensor],
         return num.sqrt() / (den.sqrt() + _EPS)
 
 
-class _Anderson:
-    """Anderson mixing over the flattened state, with a bounded history."""
+class AndersonMixer:
+    """Anderson mixing over the flattened state, with a bounded history:
+    given :math:`x_k` and :math:`f(x_k)`, the next iterate is the
+    combination of the last ``memory`` values of :math:`f` whose
+    residuals :math:`f(x_i) - x_i` combine to the smallest norm (weights
+    summing to 1, a relative ridge ``lam``). Used by the forward solver
+    ``'anderson'`` and the adjoint method of the same name.
+
+    Without autograd the history lives in two ``[memory, n]`` ring buffers
+    (the values of :math:`f` and the residuals) and their Gram matrix is
+    updated by one row per step: a step costs about ``2 * memory`` products
+    of length ``n``, instead of re-stacking the history and forming the
+    whole Gram matrix (``memory ** 2`` products) each time. With autograd
+    (BPTT through the mixing) the history is kept as a list of tensors
+    and stacked out of place, so that autograd can record it.
+    """
 
     def __init__(self, memory: int = 5, lam: float = 1e-4) -> None:
         self.memory = memory
         self.lam = lam
         self.xs: List[Tensor] = []
         self.fs: List[Tensor] = []
+        self._f: Optional[Tensor] = None  # ring buffers (no grad)
+        self._g: Optional[Tensor] = None
+        self._gram: Optional[Tensor] = None
+        self._count = 0
 
     def __call__(self, h: Tensor, fh: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and (h.requires_grad or fh.requires_grad):
+            return self._recorded(h, fh)
+        return self._ring(h, fh)
+
+    def _weights(self, gram: Tensor) -> Optional[Tensor]:
+        """The mixing weights from the residuals' Gram matrix, or ``None``
+        where the small solve fails (then take the plain step)."""
+        # Scale the regulariser with the residual size so it stays relative.
+        reg = self.lam * gram.diagonal().max().clamp_min(_EPS)
+        gram = gram + reg * torch.eye(gram.size(0), dtype=gram.dtype,
+                                      device=gram.device)
+        ones = torch.ones(gram.size(0), 1, dtype=gram.dtype,
+                          device=gram.device)
+        try:
+            alpha = torch.linalg.solve(gram, ones).reshape(-1)
+        except RuntimeError:  # singular despite the regulariser
+            return None
+        alpha = alpha / alpha.sum()
+        if not bool(torch.isfinite(alpha).all()):
+            return None
+        return alpha
+
+    def _recorded(self, h: Tensor, fh: Tensor) -> Tensor:
         self.xs.append(h.detach().reshape(-1) if not h.requires_grad
                        else h.reshape(-1))
         self.fs.append(fh.reshape(-1))
@@ -83,21 +124,30 @@ class _Anderson:
             return fh
         F = torch.stack(self.fs)
         G = F - torch.stack(self.xs)
-        gram = G @ G.T
-        # Scale the regulariser with the residual size so it stays relative.
-        reg = self.lam * gram.diagonal().max().clamp_min(_EPS)
-        gram = gram + reg * torch.eye(gram.size(0), dtype=gram.dtype,
-                                      device=gram.device)
-        ones = torch.ones(gram.size(0), 1, dtype=gram.dtype,
-                          device=gram.device)
-        try:
-            alpha = torch.linalg.solve(gram, ones).reshape(-1)
-        except RuntimeError:  # singular despite the regulariser: plain step
+        alpha = self._weights(G @ G.T)
+        return fh if alpha is None else (alpha @ F).reshape(fh.shape)
+
+    def _ring(self, h: Tensor, fh: Tensor) -> Tensor:
+        f = fh.reshape(-1)
+        if self._f is None:
+            m = self.memory
+            self._f = f.new_empty(m, f.numel())
+            self._g = f.new_empty(m, f.numel())
+            self._gram = f.new_zeros(m, m)
+        slot = self._count % self.memory
+        self._count += 1
+        self._f[slot].copy_(f)
+        g = torch.sub(f, h.reshape(-1), out=self._g[slot])
+        used = min(self._count, self.memory)
+        row = self._g[:used] @ g  # the new residual against the history
+        self._gram[slot, :used] = row
+        self._gram[:used, slot] = row
+        if used == 1:
             return fh
-        alpha = alpha / alpha.sum()
-        if not bool(torch.isfinite(alpha).all()):
+        alpha = self._weights(self._gram[:used, :used])
+        if alpha is None:
             return fh
-        return (alpha @ F).reshape(fh.shape)
+        return (alpha @ self._f[:used]).reshape(fh.shape)
 
 
 @dataclass
@@ -204,7 +254,7 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
                              device=device)
     graph_res = torch.full((num_graphs,), float("inf"), device=device,
                            dtype=h.dtype)
-    mixer = _Anderson() if solver == "anderson" else None
+    mixer = AndersonMixer() if solver == "anderson" else None
     steps = 0
     device_type = h.device.type
     record = _Trace(autocast_dtype(device_type), tol)

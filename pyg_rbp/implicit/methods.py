@@ -12,6 +12,9 @@ or to a layer (``method=Neumann(steps=5)``), in the manner of diffrax's
   :math:`z \leftarrow J^\top z + g`.
 * :class:`GMRES`: the residual-minimising Krylov solve of
   :math:`(I - J^\top) z = g` (one ``J^T v`` per iteration).
+* :class:`AndersonRBP`: the original RBP's iteration
+  :math:`z \leftarrow J^\top z + g` with Anderson mixing (a few stored
+  vectors; one ``J^T v`` per iteration).
 * :class:`BPTT`: back-propagation through every forward step.
 * :class:`TBPTT`: back-propagation through the last ``steps`` steps only.
 * :class:`Hybrid` (the layers' default): the implicit gradient of its
@@ -155,6 +158,28 @@ class GMRES(_Solved):
 
 
 @dataclass(frozen=True)
+class AndersonRBP(_Solved):
+    r"""Anderson-RBP: the original RBP's iteration :math:`z \leftarrow
+    J^\top z + g` from :math:`z_0 = g`, accelerated by Anderson mixing over
+    the last ``memory`` iterates, at most ``steps`` iterations (one
+    ``J^T v`` each, ``2 * memory`` stored vectors). The forward solver
+    ``'anderson'``'s counterpart: where :math:`\rho(J)` is close to 1 it
+    needs a fraction of the Neumann series' terms (the contractive step's
+    default adjoint in the hybrid)."""
+
+    memory: int = 5
+    name: ClassVar[str] = "anderson"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("memory", self.memory, 1)
+
+    def solve(self, vjp: Op, g: Tensor,
+              jvp: Callable[[], Op]) -> AdjointResult:
+        return adjoint.anderson(vjp, g, self.steps, self.tol, self.memory)
+
+
+@dataclass(frozen=True)
 class BPTT(GradientMethod):
     """Back-propagation through every forward step (memory grows with the
     number of steps)."""
@@ -277,7 +302,7 @@ class Hybrid(GradientMethod):
 #: :data:`IMPLICIT_METHODS` are read from it.
 REGISTRY: Dict[str, Type[GradientMethod]] = {
     cls.name: cls for cls in (Neumann, CG, FixedPoint, BPTT, TBPTT, Hybrid,
-                              GMRES)}
+                              GMRES, AndersonRBP)}
 METHODS: Tuple[str, ...] = tuple(REGISTRY)
 IMPLICIT_METHODS: Tuple[str, ...] = tuple(
     name for name, cls in REGISTRY.items() if cls.implicit)

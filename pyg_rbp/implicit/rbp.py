@@ -29,8 +29,8 @@ from torch import Tensor
 
 from .._checks import (check_batch, check_choice, check_float_tensor,
                        check_int, check_tol)
-from .forward import (SOLVERS, IterationResult, check_interval,
-                      graph_residual, iterate)
+from .forward import (SOLVERS, AndersonMixer, IterationResult,
+                      check_interval, graph_residual, iterate)
 from .maps import closed_form_vjp, promises_closed_form, release
 from .methods import (BPTT, TBPTT, GradientMethod, Hybrid, MethodLike,
                       resolve_method)
@@ -274,11 +274,14 @@ def _report_forward(stats: RBPStats, it: IterationResult,
 
 
 def _unrolled_bytes(f: Callable[[Tensor], Tensor], h: Tensor,
-                    steps: int) -> int:
+                    steps: int, solver: str = "fixed_point") -> int:
     """Bytes autograd would keep for ``steps`` recorded steps of ``f``
     from about ``h``: two steps are recorded (and dropped) to count what
     each step adds; storages both steps save (parameters, inputs, the
-    adjacency) count once, not per step."""
+    adjacency) count once, not per step. With ``solver='anderson'`` each
+    recorded step also keeps the mixer's stacked history (the values of
+    :math:`F` and the residuals: twice the states in memory, which fills
+    up over the first steps)."""
     seen: List[dict] = [{}, {}]
     current = [0]
 
@@ -299,7 +302,12 @@ def _unrolled_bytes(f: Callable[[Tensor], Tensor], h: Tensor,
         f(h1)
     first, second = seen
     per_step = sum(b for k, b in second.items() if k not in first)
-    return sum(first.values()) + per_step * max(steps - 1, 0)
+    total = sum(first.values()) + per_step * max(steps - 1, 0)
+    if solver == "anderson":
+        memory = AndersonMixer().memory
+        states = sum(min(k, memory) for k in range(2, steps + 1))
+        total += 2 * states * tensor_bytes(h)
+    return total
 
 
 def _penalty(h_out: Tensor, h_in: Tensor, kind: str,
@@ -576,7 +584,7 @@ def rbp(f: Callable[[Any], Any], h0: State, *,
     if isinstance(gradient, Hybrid):
         if hybrid and not bool(it.done.all()):
             need = 0 if gradient.memory_budget is None else \
-                _unrolled_bytes(f, it.h, max_iter)
+                _unrolled_bytes(f, it.h, max_iter, solver)
             if gradient.memory_budget is None or \
                     need <= gradient.memory_budget:
                 # not at a fixed point: the exact gradient of what is

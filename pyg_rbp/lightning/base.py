@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from ..implicit import RBPStats
+from .config import default_jacobian_weight
 
 
 def _numpy_state_to_plain(state: tuple) -> tuple:
@@ -56,10 +57,13 @@ def flush_denormals() -> None:
     torch.set_flush_denormal(True)
 
 
-def check_jacobian_weight(jacobian_weight: float,
+def check_jacobian_weight(jacobian_weight: Optional[float],
                           conv_kwargs: Dict[str, Any]) -> float:
     """Refuse a negative weight; switch the layer's penalty on (spectral, by
-    default) or off to match it."""
+    default) or off to match it. ``None``: 1 for the GRU step
+    (``cell='gru'``), 0 for the contractive step, which needs none."""
+    if jacobian_weight is None:
+        jacobian_weight = default_jacobian_weight(conv_kwargs.get("cell"))
     if jacobian_weight < 0:
         raise ValueError(f"'jacobian_weight' must be >= 0 "
                          f"(got {jacobian_weight})")

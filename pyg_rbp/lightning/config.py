@@ -17,14 +17,22 @@ from typing import Any, Dict, Optional, Sequence
 
 from .._checks import check_choice, check_int, check_tol
 from ..implicit import METHODS, SOLVERS
+from ..nn.gated_graph_conv import CELLS
 
 #: Lightning's ``Trainer(precision=...)`` values the runs accept.
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "64")
 
 #: The fields that configure :class:`pyg_rbp.RBPGatedGraphConv`; ``None``
 #: keeps the layer's own default.
-LAYER_FIELDS = ("method", "num_layers", "tol", "solver", "backward_steps",
-                "backward_tol")
+LAYER_FIELDS = ("method", "cell", "carry", "num_layers", "tol", "solver",
+                "backward_steps", "backward_tol")
+
+
+def default_jacobian_weight(cell: Optional[str]) -> float:
+    """The Jacobian penalty's weight where none is given: 1 for the GRU
+    step, which may stop contracting; 0 for the contractive step (the
+    layer's default), which contracts for every weight value."""
+    return 1.0 if cell == "gru" else 0.0
 
 
 def opt(default: Any = dataclasses.MISSING, help: Optional[str] = None,
@@ -74,8 +82,17 @@ class RunConfig:
                       help="gradient method: hybrid (implicit where the "
                            "forward converged, BPTT where not), neumann / "
                            "cg / fixed_point (RBP), bptt, tbptt")
-    num_layers: Optional[int] = opt(30, minimum=1,
-                                    help="most propagation steps T")
+    cell: Optional[str] = opt(
+        None, choices=CELLS,
+        help="the layer's step: contractive (a contraction for every weight "
+             "value; the layer's default) or gru (PyG's GRU step, the "
+             "default before 0.2)")
+    carry: Optional[float] = opt(
+        None, help="the contractive step's carry gate, APPNP's 1 - alpha "
+                   "(unset: the layer's 0.9)")
+    num_layers: Optional[int] = opt(100, minimum=1,
+                                    help="most propagation steps T (the "
+                                         "propagation stops at --tol)")
     backward_steps: Optional[int] = opt(
         10, minimum=1, help="K: Neumann terms / CG or fixed-point "
                             "iterations / TBPTT truncation")
@@ -90,10 +107,11 @@ class RunConfig:
     seed: int = opt(0, help="random seed")
     lr: float = opt(0.01, help="Adam's learning rate")
     weight_decay: float = opt(5e-4, help="Adam's weight decay")
-    jacobian_weight: float = opt(
-        1.0, help="weight of the spectral penalty (an estimate of "
-                  "rho(J)^2) that keeps the propagation contractive "
-                  "(0: off)")
+    jacobian_weight: Optional[float] = opt(
+        None, help="weight of the spectral penalty (an estimate of "
+                   "rho(J)^2) that keeps the GRU step contractive (0: off; "
+                   "unset: 1 with --cell gru, 0 with the contractive step, "
+                   "which needs none)")
     gradient_clip: Optional[float] = opt(
         None, help="clip the gradient norm at this value (0 or unset: no "
                    "clip)")
@@ -136,6 +154,10 @@ class RunConfig:
                 if v not in choices:
                     raise ValueError(f"'{f.name}' must be one of "
                                      f"{tuple(choices)} (got {v!r})")
+        if self.jacobian_weight is None:
+            self.jacobian_weight = default_jacobian_weight(self.cell)
+        if self.carry is not None and not 0 < self.carry < 1:
+            raise ValueError(f"'carry' must be in (0, 1) (got {self.carry})")
         for name in ("tol", "backward_tol", "lr", "weight_decay",
                      "jacobian_weight"):
             if getattr(self, name) is not None:

@@ -1,7 +1,7 @@
 """LightningModule for graph classification with an RBP-trained GGNN."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -39,9 +39,10 @@ class GraphClassificationModule(RBPLightningModule):
         jacobian_weight (float, optional): Weight of the Jacobian penalty
             (an estimate of :math:`\rho(J)^2`, see :func:`pyg_rbp.rbp`) in the
             loss; ``0`` switches it off. Ignored with ``conv``. On
-            MUTAG it makes the propagation converge in ~7 steps instead of
-            running into ``num_layers`` (docs/graph_classification.md).
-            (default: :obj:`1.0`)
+            MUTAG it makes the GRU step's propagation converge in ~7 steps
+            instead of running into ``num_layers``
+            (docs/graph_classification.md). (default: :obj:`None`: 1 with
+            ``cell='gru'``, 0 with the contractive step, which needs none)
         **model_kwargs (optional): Further options of
             :class:`~pyg_rbp.models.RBPGraphClassifier` (``conv``,
             ``per_graph_stopping``) and of the layer (``num_layers``,
@@ -52,7 +53,8 @@ class GraphClassificationModule(RBPLightningModule):
                  hidden_channels: int = 64, num_edge_types: int = 1,
                  readout: str = "gated", dropout: float = 0.0,
                  lr: float = 0.005, weight_decay: float = 5e-4,
-                 jacobian_weight: float = 1.0, **model_kwargs: Any) -> None:
+                 jacobian_weight: Optional[float] = None,
+                 **model_kwargs: Any) -> None:
         super().__init__()
         # a conv module or factory is not a hyperparameter (nor picklable)
         self.save_hyperparameters(ignore=["conv"])

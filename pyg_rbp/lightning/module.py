@@ -36,14 +36,15 @@ class NodeClassificationModule(RBPLightningModule):
         input_dropout (float, optional): (default: :obj:`0.8`)
         dropout (float, optional): (default: :obj:`0.5`)
         out_propagation (int, optional): Smoothing steps on the logits (see
-            :class:`~pyg_rbp.models.RBPNodeClassifier`). (default: :obj:`2`)
+            :class:`~pyg_rbp.models.RBPNodeClassifier`). (default: :obj:`0`)
         lr (float, optional): Adam's learning rate. (default: :obj:`0.01`)
         weight_decay (float, optional): (default: :obj:`5e-4`)
         jacobian_weight (float, optional): Weight of the Jacobian penalty
             (by default an estimate of :math:`\rho(J)^2`, see
             :func:`pyg_rbp.rbp`) added to the loss, which keeps the
-            propagation contractive so the implicit gradient stays accurate;
-            ``0`` switches it off. (default: :obj:`1.0`)
+            GRU step's propagation contractive so the implicit gradient stays
+            accurate; ``0`` switches it off. (default: :obj:`None`: 1 with
+            ``cell='gru'``, 0 with the contractive step, which needs none)
         evaluator (str, optional): An OGB dataset name: score accuracy with
             its :class:`ogb.nodeproppred.Evaluator`. (default: :obj:`None`)
         **conv_kwargs (optional): Options of
@@ -54,9 +55,9 @@ class NodeClassificationModule(RBPLightningModule):
 
     def __init__(self, in_channels: int, num_classes: int,
                  hidden_channels: int = 64, input_dropout: float = 0.8,
-                 dropout: float = 0.5, out_propagation: int = 2,
+                 dropout: float = 0.5, out_propagation: int = 0,
                  lr: float = 0.01, weight_decay: float = 5e-4,
-                 jacobian_weight: float = 1.0, evaluator: Optional[str] = None,
+                 jacobian_weight: Optional[float] = None, evaluator: Optional[str] = None,
                  **conv_kwargs: Any) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -49,8 +49,9 @@ class TrainConfig(RunConfig):
                                      "checkpoint")
     dropout: float = opt(0.5, help="dropout before the classifier")
     input_dropout: float = opt(0.8, help="dropout on the input features")
-    out_propagation: int = opt(2, minimum=0, help="smoothing steps on the "
-                                                  "logits (0: none)")
+    out_propagation: int = opt(0, minimum=0, help="smoothing steps on the "
+                                                  "logits (0: none; the GRU "
+                                                  "step's runs used 2)")
     warm_start: bool = opt(False, help="start each propagation at the last "
                                        "fixed point on the same graph "
                                        "(full batch; safe where F "

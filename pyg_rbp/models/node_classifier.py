@@ -29,8 +29,10 @@ class RBPNodeClassifier(RBPModel):
     with :math:`\hat{\mathbf{A}} = \mathbf{D}^{-1/2}(\mathbf{A} + \mathbf{I})
     \mathbf{D}^{-1/2}`. The optional output smoothing (:math:`k` =
     ``out_propagation``, as in GCN's last layer) averages each node's logits
-    with its neighbours'; on Cora it is worth about 3 points of accuracy
-    (see docs/results.md). :math:`k = 0` is the plain per-node classifier.
+    with its neighbours': with the GRU step (``cell='gru'``) it was worth
+    about 3 points on Cora; the contractive step's carry propagates far
+    enough itself, and 2 smoothing steps cost it about 1.5 points (see
+    docs/results.md). :math:`k = 0` is the plain per-node classifier.
 
     Args:
         in_channels (int): Input feature size.
@@ -41,7 +43,7 @@ class RBPNodeClassifier(RBPModel):
         dropout (float, optional): Dropout before and after the recurrent
             layer. (default: :obj:`0.5`)
         out_propagation (int, optional): Smoothing steps :math:`k` on the
-            logits. (default: :obj:`2`)
+            logits. (default: :obj:`0`)
         **conv_kwargs (optional): Options of
             :class:`pyg_rbp.RBPGatedGraphConv` (``num_layers``, ``method``,
             ``backward_steps``, ``normalize``, ...).
@@ -49,7 +51,7 @@ class RBPNodeClassifier(RBPModel):
 
     def __init__(self, in_channels: int, hidden_channels: int,
                  out_channels: int, *, input_dropout: float = 0.5,
-                 dropout: float = 0.5, out_propagation: int = 2,
+                 dropout: float = 0.5, out_propagation: int = 0,
                  **conv_kwargs: Any) -> None:
         super().__init__()
         for name, p in (("input_dropout", input_dropout),

@@ -4,23 +4,27 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .._checks import check_choice, check_int, check_tol
-from ..implicit import (SOLVERS, ConvergenceMonitor, GradientMethod,
-                        MethodLike, resolve_method)
+from ..implicit import (REGISTRY, SOLVERS, ConvergenceMonitor,
+                        GradientMethod, Hybrid, MethodLike, resolve_method)
 
 
 def set_solver_options(layer: Any, method: MethodLike, tol: float,
                        solver: str, backward_steps: Optional[int],
                        backward_tol: Optional[float],
                        default_steps: int = 20,
-                       default_tol: float = 1e-6) -> None:
+                       default_tol: float = 1e-6,
+                       hybrid_adjoint: str = "neumann") -> None:
     """Check the options of :func:`pyg_rbp.rbp` and store them on ``layer``.
 
     ``layer.method`` keeps what was given: a name (then ``.backward_steps``
     and ``.backward_tol`` hold its settings, ``default_steps`` /
     ``default_tol`` where ``None``) or a
     :class:`~pyg_rbp.implicit.GradientMethod` value (then both are ``None``:
-    the value carries them). :func:`gradient_method` reads them back.
+    the value carries them). :func:`gradient_method` reads them back;
+    ``method='hybrid'`` by name solves its adjoint with the method named
+    ``hybrid_adjoint`` (stored as ``layer.hybrid_adjoint``).
     """
+    layer.hybrid_adjoint = hybrid_adjoint
     if isinstance(method, GradientMethod):
         resolve_method(method, backward_steps, backward_tol)  # conflicts
         layer.method = method
@@ -45,5 +49,10 @@ def gradient_method(layer: Any) -> GradientMethod:
     ``layer.method = 'cg'`` after construction takes effect)."""
     if isinstance(layer.method, GradientMethod):
         return resolve_method(layer.method)
-    return resolve_method(layer.method, layer.backward_steps,
-                          layer.backward_tol)
+    method = resolve_method(layer.method, layer.backward_steps,
+                            layer.backward_tol)
+    adjoint = getattr(layer, "hybrid_adjoint", "neumann")
+    if isinstance(method, Hybrid) and adjoint != "neumann":
+        return Hybrid(adjoint=REGISTRY[adjoint].from_options(
+            layer.backward_steps, layer.backward_tol))
+    return method

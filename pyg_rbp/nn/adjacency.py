@@ -125,6 +125,68 @@ def build_aggregate(edge_index: Tensor, edge_weight: Optional[Tensor],
     return SparseMatrix(adj.to_sparse_csr(), groups=num_types)
 
 
+#: Aggregations the contractive step can bound (see nonexpansive_weights).
+NONEXPANSIVE_AGGRS = ("add", "sum", "mean", "max", "min")
+
+
+def nonexpansive_weights(edge_index: Tensor, edge_weight: Optional[Tensor],
+                         num_nodes: int, aggr: str, normalize: bool,
+                         dtype: torch.dtype,
+                         edge_type: Optional[Tensor] = None,
+                         loop_type: int = 0
+                         ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    r"""Edge weights under which the aggregation is non-expansive.
+
+    The contractive step (:mod:`pyg_rbp.nn.contractive_step`) needs the
+    aggregation :math:`\mathbf{P}` (all edge types together) to satisfy
+    :math:`|\mathbf{P}|\mathbf{w} \le \mathbf{w}` for some positive
+    :math:`\mathbf{w}`. No bound on the weights can give that for a sum
+    over an unbounded in-degree, so:
+
+    * ``normalize`` (``aggr='add'``): :math:`\mathbf{D}^{-1/2}(\mathbf{A}
+      + \mathbf{I})\mathbf{D}^{-1/2}` (typed: the self-loops get type
+      ``loop_type``), which meets it with :math:`\mathbf{w} =
+      \mathbf{D}^{1/2}\mathbf{1}` for non-negative weights; with a negative
+      weight its rows are capped as below;
+    * ``'add'`` / ``'sum'``: a node whose incoming weights have absolute sum
+      :math:`s_i > 1` gets them divided by :math:`s_i` (it averages its
+      messages); a node with :math:`s_i \le 1` (in-degree one on an
+      unweighted graph: chains, trees) keeps plain summation;
+    * ``'mean'``: the same, for :math:`s_i` = the mean absolute weight;
+    * ``'max'`` / ``'min'``: each weight capped at absolute value 1.
+
+    Differentiable in ``edge_weight``. Returns ``(edge_index, edge_weight,
+    edge_type)`` (``normalize`` adds the self-loops).
+    """
+    device = edge_index.device
+    if normalize:
+        if edge_type is not None:
+            edge_index, edge_weight, edge_type = _typed_self_loops(
+                edge_index, edge_weight, edge_type, num_nodes, loop_type,
+                dtype)
+        else:
+            edge_index, edge_weight = gcn_norm(
+                edge_index, edge_weight, num_nodes, add_self_loops=True,
+                dtype=dtype)
+        if not bool((edge_weight < 0).any()):
+            return edge_index, edge_weight, edge_type
+        aggr = "add"
+    if edge_weight is None:
+        edge_weight = torch.ones(edge_index.size(1), dtype=dtype,
+                                 device=device)
+    if aggr in ("max", "min"):
+        return edge_index, edge_weight / edge_weight.abs().clamp_min(1), \
+            edge_type
+    dst = edge_index[1]
+    total = edge_weight.new_zeros(num_nodes).index_add(
+        0, dst, edge_weight.abs())
+    if aggr == "mean":
+        count = edge_weight.new_zeros(num_nodes).index_add_(
+            0, dst, torch.ones_like(edge_weight))
+        total = total / count.clamp_min(1)
+    return edge_index, edge_weight / total.clamp_min(1)[dst], edge_type
+
+
 class SparseMatrix:
     """``h -> A h`` for a constant CSR matrix ``A`` of shape ``[N, g N]``,
     applied to the ``[g N, C]`` view of an ``[N, g C]`` input (``g = groups``,

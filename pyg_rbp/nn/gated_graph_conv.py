@@ -1,7 +1,8 @@
 """RBPGatedGraphConv: a drop-in GatedGraphConv trained by recurrent back-prop."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple
+import math
+from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -14,11 +15,14 @@ from torch_geometric.utils import spmm
 from .._checks import (check_choice, check_finite, check_float_tensor,
                        check_int, check_tol)
 from ..implicit import MethodLike, RBPStats, rbp
-from ..implicit.precision import autocast_dtype
+from ..implicit.precision import autocast_dtype, full_precision
 from ..implicit.rbp import PENALTIES
 from ._options import gradient_method, set_solver_options
-from .adjacency import MATRIX_AGGRS, SparseMatrix, build_aggregate
+from .adjacency import (MATRIX_AGGRS, NONEXPANSIVE_AGGRS, SparseMatrix,
+                        build_aggregate, nonexpansive_weights)
 from .call_caches import CallCaches
+from .contractive_step import (ContractiveStep, bounded_message_weight,
+                               carry_gate)
 from .eager import eager
 from .ggnn_step import GGNNStep
 from .graph_input import check_edge_type, standardise_graph
@@ -32,8 +36,33 @@ INIT_STATE_SCALE = 0.5
 #: ``CONTRACTION_WEIGHT * max(0, rho^2 - CONTRACTION_BOUND^2)`` to the loss.
 CONTRACTION_BOUND = 0.99
 CONTRACTION_WEIGHT = 10.0
-#: The initialisations of reset_parameters.
+#: The initialisations of reset_parameters (``cell='gru'``).
 STATE_INITS = ("contractive", "identity")
+#: The steps: the contractive gated step (a contraction for every weight
+#: value, :mod:`pyg_rbp.nn.contractive_step`) or PyG's GRU step.
+CELLS = ("contractive", "gru")
+#: The contractive step's carry gate: one per channel, or a function of the
+#: layer input per node and channel.
+GATES = ("channel", "input")
+#: The contractive step's default carry (the gate's value at the start and
+#: where weight decay pulls it; APPNP's 1 - alpha).
+CARRY = 0.9
+#: The bound gamma on the message weights' largest absolute column sum.
+MESSAGE_BOUND = 0.9
+#: Each cell's forward solver where ``solver`` is left unset; the hybrid's
+#: adjoint (``method='hybrid'`` by name) follows it: Anderson-RBP for the
+#: contractive step, whose carry makes rho(J) close to 1, where the Neumann
+#: series needs several times the terms.
+CELL_SOLVERS = {"contractive": "anderson", "gru": "fixed_point"}
+#: ``contraction_bound``'s default: the safeguard for the GRU step only
+#: (the contractive step cannot stop contracting).
+AUTO = "auto"
+
+
+def max_carry(carry: float) -> float:
+    r""":math:`z_{\max} = (1 + \mathrm{carry}) / 2`: the gate starts at
+    ``carry`` and may grow half-way to 1."""
+    return (1.0 + carry) / 2.0
 
 
 class RBPGatedGraphConv(CallCaches, MessagePassing):
@@ -42,25 +71,56 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
     with recurrent back-propagation (`"Reviving and Improving Recurrent
     Back-Propagation" <https://arxiv.org/abs/1803.06396>`_).
 
-    .. math::
-        \mathbf{h}_i^{(0)} &= \mathbf{x}_i \, \Vert \, \mathbf{0}
+    The default step (``cell="contractive"``) is a GRU-style gated update
+    that is a contraction for every value of its weights, so the fixed point
+    exists, is unique and is reached:
 
+    .. math::
+        \mathbf{m}_i &= \bigoplus_{j \in \mathcal{N}(i)} p_{j,i}\,
+        \mathbf{h}_j, \qquad
+        \mathbf{u}_i = \bigoplus_{j \in \mathcal{N}(i)} p_{j,i}\,
+        \mathbf{h}_j \tilde{\mathbf{\Theta}}_{t(j,i)}
+
+        \mathbf{h}_i^{(l+1)} &= \mathbf{z} \odot \mathbf{m}_i
+        + (1 - \mathbf{z}) \odot \tanh\big(\mathbf{W}_c \mathbf{x}_i
+        + \mathbf{b}_c + \mathbf{r}_i \odot \mathbf{u}_i\big)
+
+    with the reset gate :math:`\mathbf{r}_i = \sigma(\mathbf{W}_r
+    \mathbf{x}_i + \mathbf{b}_r)` and the carry (update) gate
+    :math:`\mathbf{z} \in (0, z_{\max})^C` computed from the input, not the
+    state; the message weights rescaled to :math:`\|\tilde{\mathbf{\Theta}}
+    \|_1 \le \gamma = 0.9`; the weights :math:`p_{j,i}` made
+    non-expansive (each node's incoming weights sum to at most 1 in absolute
+    value, or the symmetric normalisation with ``normalize``; see
+    :func:`pyg_rbp.nn.adjacency.nonexpansive_weights`). The step is then a
+    contraction with constant :math:`L = z_{\max} + (1 - z_{\max})\gamma <
+    1`, and its fixed point generalises APPNP's propagation
+    (:math:`\mathbf{z} = 1 - \alpha`, :math:`\mathbf{\Theta} = 0`); see
+    :mod:`pyg_rbp.nn.contractive_step` and docs/methods.md.
+
+    ``cell="gru"`` is PyG's step (the layer's default before version 0.2):
+
+    .. math::
         \mathbf{m}_i^{(l+1)} &= \bigoplus_{j \in \mathcal{N}(i)} e_{j,i}
         \cdot \mathbf{\Theta}_{t(j,i)} \cdot \mathbf{h}_j^{(l)}
 
         \mathbf{h}_i^{(l+1)} &= \textrm{GRU} \big( \mathbf{m}_i^{(l+1)}
         \, \Vert \, \mathbf{h}_i^{(0)}, \mathbf{h}_i^{(l)} \big)
 
-    iterated until :math:`\|\mathbf{h}^{(l+1)} - \mathbf{h}^{(l)}\| \le
+    whose trained map may stop contracting (the ``hybrid`` method then
+    back-propagates through the steps; the safeguard ``contraction_bound``
+    pulls it back).
+
+    Either step is iterated from :math:`\mathbf{h}^{(0)} = \mathbf{x} \Vert
+    \mathbf{0}` until :math:`\|\mathbf{h}^{(l+1)} - \mathbf{h}^{(l)}\| \le
     \mathrm{tol} \cdot \|\mathbf{h}^{(l)}\|` or for at most ``num_layers``
     steps. Gradients come from the implicit function theorem at the fixed
     point :math:`\mathbf{h}^* = F(\mathbf{x}, \mathbf{w}, \mathbf{h}^*)`
     (see :func:`pyg_rbp.rbp`), so training memory does not grow with the
-    number of steps.
-
-    with one :math:`\mathbf{\Theta}_t` per edge type :math:`t(j,i)` when
-    ``num_edge_types > 1`` (the typed edges of the original GGNN: bond types,
-    AST and data-flow edge kinds), else a single :math:`\mathbf{\Theta}`.
+    number of steps. There is one :math:`\mathbf{\Theta}_t` per edge type
+    :math:`t(j,i)` when ``num_edge_types > 1`` (the typed edges of the
+    original GGNN: bond types, AST and data-flow edge kinds), else a single
+    :math:`\mathbf{\Theta}`.
 
     Two differences from :class:`torch_geometric.nn.conv.GatedGraphConv`, both
     needed for a fixed point to exist and to depend on the input:
@@ -68,10 +128,10 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
     * one weight :math:`\mathbf{\Theta}` is shared by every step (a fixed
       point needs a stationary map), where GatedGraphConv learns one per
       layer;
-    * the input :math:`\mathbf{h}^{(0)}` is fed to the GRU at every step
-      beside the message (its input size is ``2 * out_channels``), so that
-      :math:`\mathbf{h}^*` depends on :math:`\mathbf{x}` and gradients reach
-      upstream layers.
+    * the input :math:`\mathbf{x}` enters every step (the contractive
+      step's gates and candidate; the GRU's input is ``2 * out_channels``
+      wide, message and input), so that :math:`\mathbf{h}^*` depends on
+      :math:`\mathbf{x}` and gradients reach upstream layers.
 
     Args:
         out_channels (int): Size of each output sample.
@@ -79,7 +139,10 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
             (default: :obj:`100`)
         aggr (str, optional): The aggregation scheme to use
             (:obj:`"add"`, :obj:`"mean"`, :obj:`"max"`, ...). ``"add"`` and
-            ``"mean"`` run as one sparse-matrix product per step.
+            ``"mean"`` run as one sparse-matrix product per step. The
+            contractive step takes ``"add"``, ``"sum"``, ``"mean"``,
+            ``"max"`` and ``"min"`` (with ``"add"``, a node whose incoming
+            weights sum to more than 1 averages them).
             (default: :obj:`"add"`)
         bias (bool, optional): If set to :obj:`False`, the layer will not learn
             an additive bias. (default: :obj:`True`)
@@ -89,23 +152,39 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
             shape ``[k, C, C]``, or ``[k + 1, C, C]`` with ``normalize``,
             whose added self-loops get a weight of their own). :math:`k = 1`
             is the untyped layer (``weight`` ``[C, C]``). (default: :obj:`1`)
+        cell (str, optional): The step: :obj:`"contractive"` (a contraction
+            by construction, above) or :obj:`"gru"` (PyG's GRU step, the
+            default before version 0.2; checkpoints saved with it need
+            ``cell="gru"``). (default: :obj:`"contractive"`)
+        gate (str, optional): The contractive step's carry gate:
+            :obj:`"channel"` (one learned value per channel) or
+            :obj:`"input"` (a function of each node's input as well).
+            (default: :obj:`"channel"`)
+        carry (float, optional): The contractive step's carry gate at the
+            start (and where weight decay pulls it): how much of each step
+            comes from the neighbours' states rather than the candidate,
+            APPNP's :math:`1 - \alpha`; the gate stays below
+            :math:`z_{\max} = (1 + \mathrm{carry}) / 2`. Larger values carry
+            information further and converge more slowly.
+            (default: :obj:`0.9`)
         method (str or GradientMethod, optional): Gradient method, as a
             value carrying its settings (``Hybrid(...)``,
             ``Neumann(steps=5)``, ``CG(...)``, ``FixedPoint(...)``,
             ``BPTT()``, ``TBPTT(steps)``, from :mod:`pyg_rbp`) or by name:
             :obj:`"hybrid"`, :obj:`"neumann"`, :obj:`"cg"`,
-            :obj:`"fixed_point"`, :obj:`"bptt"` or :obj:`"tbptt"`. The
-            default, :class:`~pyg_rbp.Hybrid`, takes Neumann-RBP's implicit
-            gradient for calls whose propagation converged (the adjoint
-            solved to ``backward_tol``) and back-propagates through the
-            steps for calls that did not (while they fit 1 GiB), since the
-            implicit gradient holds only at a fixed point; ``stats``
-            says which ran, :attr:`monitor` counts them.
-            (default: :obj:`"hybrid"`)
+            :obj:`"gmres"`, :obj:`"fixed_point"`, :obj:`"bptt"` or
+            :obj:`"tbptt"`. The default, :class:`~pyg_rbp.Hybrid`, takes
+            Neumann-RBP's implicit gradient for calls whose propagation
+            converged (the adjoint solved to ``backward_tol``) and
+            back-propagates through the steps for calls that did not (while
+            they fit 1 GiB), since the implicit gradient holds only at a
+            fixed point; ``stats`` says which ran, :attr:`monitor` counts
+            them. (default: :obj:`"hybrid"`)
         tol (float, optional): Relative residual at which propagation stops;
             ``0`` runs exactly ``num_layers`` steps. (default: :obj:`1e-5`)
         solver (str, optional): Forward solver, :obj:`"fixed_point"` or
-            :obj:`"anderson"`. (default: :obj:`"fixed_point"`)
+            :obj:`"anderson"`. (default: :obj:`None`: ``"anderson"`` with
+            the contractive step, ``"fixed_point"`` with the GRU)
         backward_steps (int, optional): With ``method`` by name: most
             adjoint iterations (or the truncation of ``"tbptt"``); leave
             ``None`` with a method value. (default: :obj:`None`, meaning 20)
@@ -117,12 +196,12 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
             (self-loops added), which keeps the map better conditioned on
             graphs with high degrees. Needs ``aggr="add"``.
             (default: :obj:`False`)
-        state_init (str, optional): :obj:`"contractive"` (start from a
-            contraction: the state-acting weights at half PyG's scale) or
-            :obj:`"identity"` (start from propagation that keeps every
-            channel: :math:`\mathbf{\Theta} = \mathbf{I}` and the message
-            gain ``identity_gain``; for long-range tasks on directed acyclic
-            graphs, see :meth:`reset_parameters`).
+        state_init (str, optional): The GRU step's start:
+            :obj:`"contractive"` (the state-acting weights at half PyG's
+            scale) or :obj:`"identity"` (start from propagation that keeps
+            every channel: :math:`\mathbf{\Theta} = \mathbf{I}` and the
+            message gain ``identity_gain``; for long-range tasks on directed
+            acyclic graphs, see :meth:`reset_parameters`).
             (default: :obj:`"contractive"`)
         identity_gain (float, optional): The gain of ``"identity"``.
             (default: :obj:`2.0`)
@@ -132,16 +211,17 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
             :math:`\|J\|_F^2 / n` in ``stats.jacobian_penalty``; add a
             multiple of it to the loss to keep the map contractive (see
             :func:`pyg_rbp.rbp`). (default: :obj:`None`)
-        contraction_bound (float, optional): The automatic safeguard of
-            the RBP methods: when a training call's propagation does not
-            reach ``tol`` within ``num_layers`` steps, the output carries
-            the penalty :math:`w \max(0, \hat\rho(J)^2 - b^2)`, whose
-            gradient joins the backward pass as if it were in the loss, so
-            a map that drifted to :math:`\rho(J) \ge 1` (no unique fixed
-            point: the implicit gradient is then wrong) is pulled back to a
+        contraction_bound (float, optional): The GRU step's automatic
+            safeguard: when a training call's propagation does not reach
+            ``tol`` within ``num_layers`` steps, the output carries the
+            penalty :math:`w \max(0, \hat\rho(J)^2 - b^2)`, whose gradient
+            joins the backward pass as if it were in the loss, so a map that
+            drifted to :math:`\rho(J) \ge 1` (no unique fixed point: the
+            implicit gradient is then wrong) is pulled back to a
             contraction. Calls that converge are untouched. ``None``
             switches it off (see :func:`pyg_rbp.rbp` and docs/methods.md).
-            (default: :obj:`0.99`)
+            The contractive step needs none. (default: :obj:`"auto"`: 0.99
+            with ``cell="gru"``, none with ``cell="contractive"``)
         contraction_weight (float, optional): Its weight :math:`w`.
             (default: :obj:`10.0`)
         warm_start (bool, optional): Start each call's propagation at the
@@ -181,25 +261,50 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
     def __init__(self, out_channels: int, num_layers: int = 100,
                  aggr: str = "add", bias: bool = True, *,
                  num_edge_types: int = 1,
+                 cell: str = "contractive", gate: str = "channel",
+                 carry: float = CARRY,
                  method: MethodLike = "hybrid", tol: float = 1e-5,
-                 solver: str = "fixed_point",
+                 solver: Optional[str] = None,
                  backward_steps: Optional[int] = None,
                  backward_tol: Optional[float] = None,
                  normalize: bool = False,
                  state_init: str = "contractive", identity_gain: float = 2.0,
                  jacobian_penalty: Optional[str] = None,
-                 contraction_bound: Optional[float] = CONTRACTION_BOUND,
+                 contraction_bound: Union[float, str, None] = AUTO,
                  contraction_weight: float = CONTRACTION_WEIGHT,
                  warm_start: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(aggr=aggr, **kwargs)
+        name = self.__class__.__name__
         self.out_channels = check_int("out_channels", out_channels, 1)
         self.num_layers = check_int("num_layers", num_layers, 1)
         self.num_edge_types = check_int("num_edge_types", num_edge_types, 1)
-        set_solver_options(self, method, tol, solver, backward_steps,
-                           backward_tol)
+        self.cell = check_choice("cell", cell, CELLS)
+        contractive = self.cell == "contractive"
+        self.gate = check_choice("gate", gate, GATES)
+        if isinstance(carry, bool) or not isinstance(carry, (int, float)) \
+                or not 0 < carry < 1:
+            raise ValueError(f"'carry' must be a number in (0, 1) "
+                             f"(got {carry!r})")
+        self.carry = float(carry)
+        if not contractive and (gate != "channel" or carry != CARRY):
+            raise ValueError(
+                f"'gate' and 'carry' set the contractive step's carry gate; "
+                f"the GRU step has its own gates (got gate={gate!r}, "
+                f"carry={carry!r} with cell='gru')")
+        if contractive and (not isinstance(aggr, str) or
+                            aggr not in NONEXPANSIVE_AGGRS):
+            raise ValueError(
+                f"'{name}' with cell='contractive' supports aggr in "
+                f"{NONEXPANSIVE_AGGRS}, whose non-expansive form it can "
+                f"build (got aggr={aggr!r}); use cell='gru' for others")
+        set_solver_options(self, method, tol,
+                           CELL_SOLVERS[self.cell] if solver is None
+                           else solver, backward_steps, backward_tol,
+                           hybrid_adjoint="anderson" if contractive
+                           else "neumann")
         if normalize and aggr not in ("add", "sum"):
-            raise ValueError(f"'{self.__class__.__name__}' supports "
+            raise ValueError(f"'{name}' supports "
                              f"normalize=True only with aggr='add' "
                              f"(got aggr={aggr!r})")
         self.normalize = bool(normalize)
@@ -210,9 +315,25 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
             raise ValueError(f"'identity_gain' must be a positive number "
                              f"(got {identity_gain!r})")
         self.identity_gain = float(identity_gain)
+        if contractive and (state_init != "contractive" or
+                            identity_gain != 2.0):
+            raise ValueError(
+                f"'state_init' and 'identity_gain' set the GRU step's start; "
+                f"the contractive step has neither (got state_init="
+                f"{state_init!r}, identity_gain={identity_gain!r}): pass "
+                f"cell='gru' to use them")
         self.jacobian_penalty = None if jacobian_penalty is None else \
             check_choice("jacobian_penalty", jacobian_penalty, PENALTIES)
-        if contraction_bound is not None:
+        if contraction_bound == AUTO:
+            contraction_bound = None if contractive else CONTRACTION_BOUND
+        elif contraction_bound is not None:
+            if contractive:
+                raise ValueError(
+                    f"'contraction_bound' is the GRU step's safeguard; the "
+                    f"contractive step is a contraction for every weight "
+                    f"value (got contraction_bound={contraction_bound!r} "
+                    f"with cell='contractive'): pass cell='gru', or leave "
+                    f"it unset")
             check_tol("contraction_bound", contraction_bound)
             if not 0 < contraction_bound < 1:
                 raise ValueError(f"'contraction_bound' must be in (0, 1) "
@@ -233,7 +354,18 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
                                 if num_weights == 1 else
                                 torch.empty(num_weights, out_channels,
                                             out_channels))
-        self.rnn = torch.nn.GRUCell(2 * out_channels, out_channels, bias=bias)
+        if contractive:
+            # reset gate and candidate input, from x: [W_r; W_c]
+            self.lin = torch.nn.Linear(out_channels, 2 * out_channels,
+                                       bias=bias)
+            self.gate_bias = Parameter(torch.empty(out_channels)) \
+                if bias else None
+            self.gate_weight = Parameter(torch.empty(out_channels,
+                                                     out_channels)) \
+                if self.gate == "input" else None
+        else:
+            self.rnn = torch.nn.GRUCell(2 * out_channels, out_channels,
+                                        bias=bias)
 
         self.reset_parameters()
 
@@ -243,16 +375,32 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
         k = self.num_edge_types
         return k + 1 if k > 1 and self.normalize else k
 
-    def reset_parameters(self) -> None:
-        r"""Re-draw :math:`\mathbf{\Theta}` and the GRU's weights.
+    @property
+    def lipschitz_bound(self) -> Optional[float]:
+        r"""The contractive step's Lipschitz constant bound :math:`L =
+        z_{\max} + (1 - z_{\max})\gamma` (in the weighted max-norm of
+        :mod:`pyg_rbp.nn.contractive_step`), valid for every weight value;
+        ``None`` for the GRU step, which has none."""
+        if self.cell != "contractive":
+            return None
+        z_max = max_carry(self.carry)
+        return z_max + (1.0 - z_max) * MESSAGE_BOUND
 
-        ``state_init="contractive"``: as GatedGraphConv (uniform in
+    def reset_parameters(self) -> None:
+        r"""Re-draw :math:`\mathbf{\Theta}` and the step's weights.
+
+        Contractive step: :math:`\mathbf{\Theta}` and the input weights as
+        PyG's layers draw them (uniform in :math:`\pm 1/\sqrt{C}`), the carry
+        gate's bias and input weights at zero (the gate at ``carry``).
+
+        GRU step, ``state_init="contractive"``: as GatedGraphConv (uniform in
         :math:`\pm 1/\sqrt{C}`), except that the weights acting on the state
         (:math:`\mathbf{\Theta}`, the GRU's hidden weights and the message
         half of its input weights) start at half that scale, so that
         :math:`F` starts out contractive.
 
-        ``state_init="identity"``: :math:`\mathbf{\Theta}_t = \mathbf{I}`,
+        GRU step, ``state_init="identity"``: :math:`\mathbf{\Theta}_t =
+        \mathbf{I}`,
         the candidate's message weights :math:`W_{i,n,m} = g\mathbf{I}`
         (:math:`g` = ``identity_gain``), and the gates' message weights and
         all hidden weights at a tenth of PyG's scale. One hop then maps a
@@ -268,6 +416,14 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
         self._warm.clear()  # stored fixed points belong to old weights
         super().reset_parameters()
         uniform(self.out_channels, self.weight)
+        if self.cell == "contractive":
+            self.lin.reset_parameters()
+            with torch.no_grad():
+                if self.gate_bias is not None:
+                    self.gate_bias.zero_()
+                if self.gate_weight is not None:
+                    self.gate_weight.zero_()
+            return
         self.rnn.reset_parameters()
         c = self.out_channels
         with torch.no_grad():
@@ -281,6 +437,25 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
             self.weight.mul_(INIT_STATE_SCALE)
             self.rnn.weight_hh.mul_(INIT_STATE_SCALE)
             self.rnn.weight_ih[:, :c].mul_(INIT_STATE_SCALE)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str,
+                              *args: Any, **kwargs: Any) -> None:
+        # A checkpoint of the other step would fail with a list of missing
+        # and unexpected keys; say what it is and what to pass instead.
+        has_gru = any(k.startswith(prefix + "rnn.") for k in state_dict)
+        has_contractive = prefix + "lin.weight" in state_dict
+        saved = "gru" if has_gru else "contractive" if has_contractive \
+            else None
+        if saved is not None and saved != self.cell:
+            raise ValueError(
+                f"'{self.__class__.__name__}': this state dict holds the "
+                f"weights of the {saved!r} step (keys '{prefix}"
+                f"{'rnn.*' if saved == 'gru' else 'lin.*'}'), but the layer "
+                f"was built with cell={self.cell!r}; build it with "
+                f"cell={saved!r} to load it (the default step is "
+                f"'contractive' since version 0.2; checkpoints from before "
+                f"hold the GRU step)")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @eager
     def forward(self, x: Tensor, edge_index: Adj,
@@ -345,6 +520,13 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
                                     self.num_edge_types, name)
         edge_index, edge_weight = standardise_graph(
             edge_index, edge_weight, num_nodes, x.device, name)
+        if x.size(-1) < self.out_channels:
+            zero = x.new_zeros(num_nodes, self.out_channels - x.size(-1))
+            x = torch.cat([x, zero], dim=1)
+        if self.cell == "contractive":
+            return self._contractive_step(x, edge_index, edge_weight,
+                                          edge_type), x
+
         aggregate = build_aggregate(edge_index, edge_weight, num_nodes,
                                     self.aggr, self.normalize, x.dtype,
                                     self._propagate_step, edge_type,
@@ -352,14 +534,47 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
                                     scatter=bool(self.explain))
         self._adjacency = aggregate if isinstance(aggregate, SparseMatrix) \
             else None
-
-        if x.size(-1) < self.out_channels:
-            zero = x.new_zeros(num_nodes, self.out_channels - x.size(-1))
-            x = torch.cat([x, zero], dim=1)
-
         step = GGNNStep(x, self.weight, self.rnn, aggregate,
                         linear_aggregate=self.aggr in MATRIX_AGGRS)
         return step, x
+
+    def _contractive_step(self, x: Tensor, edge_index: Tensor,
+                          edge_weight: OptTensor,
+                          edge_type: OptTensor) -> ContractiveStep:
+        """The contractive step for a checked, padded ``x`` and a
+        standardised graph (see :mod:`pyg_rbp.nn.contractive_step`)."""
+        num_nodes, c = x.size(0), self.out_channels
+        types = self._num_weights()
+        edge_index, edge_weight, edge_type = nonexpansive_weights(
+            edge_index, edge_weight, num_nodes, self.aggr, self.normalize,
+            x.dtype, edge_type if types > 1 else None, types - 1)
+        aggr = "add" if self.normalize else self.aggr
+        scatter = bool(self.explain)
+        carry = build_aggregate(edge_index, edge_weight, num_nodes, aggr,
+                                False, x.dtype, self._propagate_step,
+                                scatter=scatter)
+        message = None
+        if types > 1 or aggr not in MATRIX_AGGRS:
+            message = build_aggregate(edge_index, edge_weight, num_nodes,
+                                      aggr, False, x.dtype,
+                                      self._propagate_step, edge_type,
+                                      types, scatter=scatter)
+        self._adjacency = carry if isinstance(carry, SparseMatrix) else None
+        z_max = max_carry(self.carry)
+        offset = math.log(self.carry / (z_max - self.carry))
+        with full_precision(x.device.type):  # constants in full precision
+            rc = self.lin(x)
+            reset = torch.sigmoid(rc[:, :c])
+            logits = torch.full((c, ), offset, dtype=x.dtype,
+                                device=x.device)
+            if self.gate_bias is not None:
+                logits = logits + self.gate_bias
+            if self.gate_weight is not None:
+                logits = torch.addmm(logits, x, self.gate_weight.t())
+            weight = bounded_message_weight(self.weight, MESSAGE_BOUND)
+        return ContractiveStep(reset, rc[:, c:], carry_gate(logits, z_max),
+                               weight, carry, message,
+                               float(self.lipschitz_bound))
 
     @property
     def adjacency(self) -> Optional[SparseMatrix]:
@@ -390,6 +605,8 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
     def __repr__(self) -> str:
         types = "" if self.num_edge_types == 1 else \
             f", num_edge_types={self.num_edge_types}"
+        cell = "" if self.cell == "contractive" else f", cell={self.cell}"
         return (f"{self.__class__.__name__}({self.out_channels}, "
-                f"num_layers={self.num_layers}{types}, method={self.method})")
+                f"num_layers={self.num_layers}{types}{cell}, "
+                f"method={self.method})")
 

@@ -125,16 +125,18 @@ def test_ignn_gradients_match_a_dense_solve() -> None:
 
 
 def test_identity_state_init() -> None:
-    conv = RBPGatedGraphConv(6, state_init="identity", identity_gain=2.5)
+    conv = RBPGatedGraphConv(6, state_init="identity", identity_gain=2.5,
+                             cell="gru")
     torch.testing.assert_close(conv.weight, torch.eye(6))
     torch.testing.assert_close(conv.rnn.weight_ih[12:, :6],
                                2.5 * torch.eye(6))
-    typed = RBPGatedGraphConv(6, num_edge_types=3, state_init="identity")
+    typed = RBPGatedGraphConv(6, num_edge_types=3, state_init="identity",
+                              cell="gru")
     torch.testing.assert_close(typed.weight, torch.eye(6).expand(3, 6, 6))
     with pytest.raises(ValueError, match="'state_init' must be one of"):
-        RBPGatedGraphConv(6, state_init="orthogonal")
+        RBPGatedGraphConv(6, state_init="orthogonal", cell="gru")
     with pytest.raises(ValueError, match="'identity_gain' must be a positive"):
-        RBPGatedGraphConv(6, identity_gain=0.0)
+        RBPGatedGraphConv(6, identity_gain=0.0, cell="gru")
 
 
 def test_two_classes_at_length_20_are_learnt_in_seconds() -> None:

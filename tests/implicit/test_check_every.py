@@ -81,7 +81,7 @@ def test_per_graph_stopping_no_change(monkeypatch, every: int,
         monkeypatch.setattr(forward, "COMPACT_SHARE", 0.0)
     b = _graphs()
     torch.manual_seed(0)
-    conv = RBPGatedGraphConv(8, num_layers=60, tol=1e-7).double()
+    conv = RBPGatedGraphConv(8, num_layers=60, tol=1e-7, cell="gru").double()
     x = b.x.double()
     step, h0 = conv.fixed_point_map(x, b.edge_index)
     out = {}

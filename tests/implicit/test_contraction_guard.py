@@ -85,19 +85,24 @@ def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError, match=r"'contraction_weight' must be a"):
         rbp(lambda h: w @ h + x, torch.zeros_like(x), contraction_weight=-1.)
     with pytest.raises(ValueError, match=r"'contraction_bound' must be in"):
-        RBPGatedGraphConv(8, contraction_bound=0.0)
+        RBPGatedGraphConv(8, contraction_bound=0.0, cell="gru")
+    # the contractive step has no safeguard: asking for one is an error
+    with pytest.raises(ValueError, match=r"'contraction_bound' is the GRU "
+                                         r"step's safeguard"):
+        RBPGatedGraphConv(8, contraction_bound=0.9)
 
 
 def test_layer_guards_an_unconverged_implicit_call() -> None:
     # with an implicit method by name, an unconverged training call carries
     # the safeguard's penalty (bound 0.99, weight 10 by default)
-    conv = RBPGatedGraphConv(8, num_layers=3, tol=1e-12, method="neumann")
+    conv = RBPGatedGraphConv(8, num_layers=3, tol=1e-12, method="neumann",
+                             cell="gru")
     x = torch.randn(10, 8)
     edge_index = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
     with pytest.warns(UserWarning, match="did not reach tol"):
         conv(x, edge_index).sum().backward()
     assert conv.stats.contraction_penalty is not None
-    explicit = RBPGatedGraphConv(8, num_layers=3, tol=1e-12,
+    explicit = RBPGatedGraphConv(8, num_layers=3, tol=1e-12, cell="gru",
                                  method="neumann", contraction_bound=0.99,
                                  contraction_weight=10.0)
     explicit.load_state_dict(conv.state_dict())
@@ -109,7 +114,7 @@ def test_layer_guards_an_unconverged_implicit_call() -> None:
     assert conv.stats.contraction_penalty == \
         explicit.stats.contraction_penalty
     off = RBPGatedGraphConv(8, num_layers=3, tol=1e-12, method="neumann",
-                            contraction_bound=None)
+                            contraction_bound=None, cell="gru")
     with pytest.warns(UserWarning):
         off(x, edge_index).sum().backward()
     assert off.stats.contraction_penalty is None

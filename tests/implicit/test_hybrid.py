@@ -94,7 +94,10 @@ def test_over_budget_uses_the_implicit_gradient_and_says_so() -> None:
     assert monitor.unrolled == 0 and monitor.calls == 1
 
 
-def test_memory_is_one_step_when_the_forward_converges() -> None:
+@pytest.mark.parametrize("cell, adjoint", [("contractive", "anderson"),
+                                           ("gru", "neumann")])
+def test_memory_is_one_step_when_the_forward_converges(cell: str,
+                                                       adjoint: str) -> None:
     from pyg_rbp.utils import SavedTensorMeter
     torch.manual_seed(0)
     x = torch.randn(30, 8)
@@ -102,19 +105,23 @@ def test_memory_is_one_step_when_the_forward_converges() -> None:
 
     def saved(steps: int) -> Tuple[int, str]:
         torch.manual_seed(1)
-        conv = RBPGatedGraphConv(8, num_layers=steps)
+        conv = RBPGatedGraphConv(8, num_layers=steps, cell=cell)
         with SavedTensorMeter() as meter:
             conv(x, edge_index)
         return meter.bytes, conv.stats.backward_method
 
     assert saved(200) == saved(1000)
-    assert saved(200)[1] == "neumann"
+    assert saved(200)[1] == adjoint
 
 
-def test_unrolled_memory_estimate_matches_the_unrolled_run() -> None:
+@pytest.mark.parametrize("cell", ["contractive", "gru"])
+@pytest.mark.parametrize("solver", ["fixed_point", "anderson"])
+def test_unrolled_memory_estimate_matches_the_unrolled_run(
+        cell: str, solver: str) -> None:
     torch.manual_seed(0)
     x, edge_index = torch.randn(50, 16), torch.randint(0, 50, (2, 200))
-    conv = RBPGatedGraphConv(16, num_layers=40, tol=0.0, method="bptt")
+    conv = RBPGatedGraphConv(16, num_layers=40, tol=0.0, method="bptt",
+                             cell=cell, solver=solver)
     storages = {}
 
     def pack(t: Tensor) -> Tensor:
@@ -124,7 +131,7 @@ def test_unrolled_memory_estimate_matches_the_unrolled_run() -> None:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         conv(x, edge_index)
     step, h0 = conv.fixed_point_map(x, edge_index)
-    estimate = _unrolled_bytes(step, h0, 40)
+    estimate = _unrolled_bytes(step, h0, 40, solver)
     assert abs(estimate - sum(storages.values())) <= \
         0.05 * sum(storages.values())
 

@@ -71,10 +71,10 @@ def test_fixed_point_init_is_a_setting() -> None:
 
 def test_one_registry() -> None:
     assert METHODS == ("neumann", "cg", "fixed_point", "bptt", "tbptt",
-                       "hybrid", "gmres")
+                       "hybrid", "gmres", "anderson")
     assert METHODS == tuple(REGISTRY)
     assert IMPLICIT_METHODS == ("neumann", "cg", "fixed_point", "hybrid",
-                                "gmres")
+                                "gmres", "anderson")
     for name, cls in REGISTRY.items():
         made = resolve_method(name, 9, 1e-4)
         assert isinstance(made, cls) and made.name == name

@@ -13,6 +13,7 @@ import pyg_rbp.implicit.forward as forward
 from pyg_rbp import RBPGatedGraphConv
 from pyg_rbp.implicit.maps import RestrictableMap
 from pyg_rbp.nn.adjacency import SparseMatrix
+from pyg_rbp.nn.contractive_step import ContractiveStep
 from pyg_rbp.nn.ggnn_step import GGNNStep
 
 
@@ -44,25 +45,33 @@ def test_restricted_matrix_is_the_submatrix() -> None:
                                rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("cell", ["contractive", "gru"])
 @pytest.mark.parametrize("types", [1, 3])
-def test_compaction_gives_the_same_state(monkeypatch, types: int) -> None:
+def test_compaction_gives_the_same_state(monkeypatch, types: int,
+                                         cell: str) -> None:
     b = _batch(types)
     torch.manual_seed(0)
-    conv = RBPGatedGraphConv(8, num_layers=80, tol=1e-6,
+    # compaction needs the plain iteration (Anderson mixes across graphs)
+    conv = RBPGatedGraphConv(8, num_layers=300, tol=1e-6, cell=cell,
+                             solver="fixed_point",
                              num_edge_types=types).double()
-    with torch.no_grad():
-        conv.weight.mul_(0.3)
-        conv.rnn.weight_hh.mul_(0.3)
+    step_class = ContractiveStep
+    if cell == "gru":
+        step_class = GGNNStep
+        conv.num_layers = 80
+        with torch.no_grad():
+            conv.weight.mul_(0.3)
+            conv.rnn.weight_hh.mul_(0.3)
     x = b.x.double()
     kw = dict(batch=b.batch, edge_type=b.edge_type if types > 1 else None)
     calls = []
-    real = GGNNStep.restrict
+    real = step_class.restrict
 
     def counting(self, nodes):
         calls.append(nodes.numel())
         return real(self, nodes)
 
-    monkeypatch.setattr(GGNNStep, "restrict", counting)
+    monkeypatch.setattr(step_class, "restrict", counting)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         monkeypatch.setattr(forward, "COMPACT_SHARE", 0.0)  # never
@@ -83,11 +92,12 @@ def test_compaction_gives_the_same_state(monkeypatch, types: int) -> None:
     torch.testing.assert_close(out.detach(), full, rtol=0, atol=1e-12)
 
 
-def test_the_step_declares_the_protocol() -> None:
+@pytest.mark.parametrize("cell", ["contractive", "gru"])
+def test_the_step_declares_the_protocol(cell: str) -> None:
     b = _batch()
-    conv = RBPGatedGraphConv(8, num_layers=5)
+    conv = RBPGatedGraphConv(8, num_layers=5, cell=cell)
     step, _ = conv.fixed_point_map(b.x, b.edge_index)
     assert isinstance(step, RestrictableMap)
-    scatter = RBPGatedGraphConv(8, num_layers=5, aggr="max")
+    scatter = RBPGatedGraphConv(8, num_layers=5, aggr="max", cell=cell)
     step, _ = scatter.fixed_point_map(b.x, b.edge_index)
     assert step.restrict(torch.tensor([0, 1])) is None

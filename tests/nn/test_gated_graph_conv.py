@@ -27,6 +27,12 @@ def test_repr_and_defaults() -> None:
     assert repr(conv) == "RBPGatedGraphConv(32, num_layers=3, method=hybrid)"
     assert repr(RBPGatedGraphConv(8, 5, method="cg")) == \
         "RBPGatedGraphConv(8, num_layers=5, method=cg)"
+    assert repr(RBPGatedGraphConv(8, 5, cell="gru")) == \
+        "RBPGatedGraphConv(8, num_layers=5, cell=gru, method=hybrid)"
+    assert conv.cell == "contractive" and conv.solver == "anderson"
+    assert conv.contraction_bound is None
+    gru = RBPGatedGraphConv(8, cell="gru")
+    assert gru.solver == "fixed_point" and gru.contraction_bound == 0.99
     conv = RBPGatedGraphConv(16, tol=0.0)
     assert conv.stats is None
     # the defaults at work: 100 propagation steps; tol=0 never counts as
@@ -37,12 +43,15 @@ def test_repr_and_defaults() -> None:
     assert conv.stats.method == "hybrid"
     assert conv.stats.backward_method == "bptt"
     assert conv.stats.backward_steps == 100
-    # converged: Neumann-RBP, solved to its tolerance
-    conv = RBPGatedGraphConv(16)
-    conv(x, edge_index).sum().backward()
-    assert conv.stats.converged and conv.stats.backward_method == "neumann"
-    assert conv.stats.backward_converged is True
-    assert conv.stats.backward_residual <= 1e-6
+    # converged: the implicit gradient, its adjoint solved to tolerance by
+    # Anderson-RBP (the contractive step's default) or Neumann-RBP (GRU)
+    for cell, adjoint in (("contractive", "anderson"), ("gru", "neumann")):
+        conv = RBPGatedGraphConv(16, cell=cell)
+        conv(x, edge_index).sum().backward()
+        assert conv.stats.converged
+        assert conv.stats.backward_method == adjoint
+        assert conv.stats.backward_converged is True
+        assert conv.stats.backward_residual <= 1e-6
 
 
 def test_same_positional_arguments_as_gated_graph_conv() -> None:
@@ -51,7 +60,10 @@ def test_same_positional_arguments_as_gated_graph_conv() -> None:
     assert ours.out_channels == theirs.out_channels == 16
     assert ours.num_layers == theirs.num_layers == 4
     assert ours.aggr == theirs.aggr == "mean"
-    assert ours.rnn.bias_ih is None and theirs.rnn.bias_ih is None
+    assert ours.lin.bias is None and ours.gate_bias is None
+    assert theirs.rnn.bias_ih is None
+    gru = RBPGatedGraphConv(16, 4, "mean", False, cell="gru")
+    assert gru.rnn.bias_ih is None
 
 
 def test_output_shape_padding_and_stats(device: torch.device) -> None:
@@ -81,13 +93,26 @@ def test_output_is_a_fixed_point(device: torch.device) -> None:
 
 
 def test_reset_parameters() -> None:
-    conv = RBPGatedGraphConv(8)
-    before = [p.detach().clone() for p in conv.parameters()]
+    for kwargs in (dict(gate="input"), dict(cell="gru")):
+        conv = RBPGatedGraphConv(8, **kwargs)
+        # the carry gate starts at `carry`: its bias and weights at zero
+        drawn = [(n, p) for n, p in conv.named_parameters()
+                 if not n.startswith("gate_")]
+        before = [p.detach().clone() for _, p in drawn]
+        with torch.no_grad():
+            for p in conv.parameters():
+                p.add_(1.0)
+        conv.reset_parameters()
+        assert all(not torch.equal(a, p) for a, (_, p) in zip(before, drawn))
+        bound = 1 / 8 ** 0.5
+        assert float(conv.weight.detach().abs().max()) <= bound
+    conv = RBPGatedGraphConv(8, gate="input")
+    with torch.no_grad():
+        conv.gate_bias.add_(1.0)
+        conv.gate_weight.add_(1.0)
     conv.reset_parameters()
-    after = list(conv.parameters())
-    assert all(not torch.equal(a, b) for a, b in zip(before, after))
-    bound = 1 / 8 ** 0.5
-    assert float(conv.weight.detach().abs().max()) <= bound
+    assert float(conv.gate_bias.abs().sum()) == 0
+    assert float(conv.gate_weight.abs().sum()) == 0
 
 
 def test_adjacency_formats_agree(device: torch.device) -> None:
@@ -119,7 +144,7 @@ def test_one_step_matches_a_hand_written_gru(aggr: str) -> None:
     torch.manual_seed(1)
     x = torch.randn(5, 6)
     edge_index = random_graph(5, 9, seed=3)
-    conv = RBPGatedGraphConv(6, num_layers=1, aggr=aggr, tol=0.0)
+    conv = RBPGatedGraphConv(6, num_layers=1, aggr=aggr, tol=0.0, cell="gru")
     msg = x @ conv.weight
     src, dst = edge_index
     if aggr == "max":
@@ -139,7 +164,8 @@ def test_normalize_uses_symmetric_normalisation() -> None:
     torch.manual_seed(2)
     x = torch.randn(4, 3)
     edge_index = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
-    conv = RBPGatedGraphConv(3, num_layers=1, normalize=True, tol=0.0)
+    conv = RBPGatedGraphConv(3, num_layers=1, normalize=True, tol=0.0,
+                             cell="gru")
     a = torch.zeros(4, 4)
     a[edge_index[1], edge_index[0]] = 1.0
     a = a + torch.eye(4)
@@ -227,16 +253,21 @@ def test_batched_graphs_converge_per_graph() -> None:
         torch.testing.assert_close(out[mask], alone, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("cell", ["contractive", "gru"])
 @pytest.mark.parametrize("method", ["neumann", "cg", "fixed_point"])
-def test_training_memory_does_not_grow_with_steps(method: str) -> None:
-    """Bytes autograd saves for backward: flat for RBP, linear for BPTT."""
+def test_training_memory_does_not_grow_with_steps(method: str,
+                                                  cell: str) -> None:
+    """Bytes autograd saves for backward: flat for RBP, linear for BPTT
+    (plain iteration: BPTT through Anderson's mixing records its history
+    too)."""
     torch.manual_seed(0)
     x = torch.randn(200, 16)
     edge_index = random_graph(200, 800)
 
     def saved(method: str, steps: int) -> int:
         conv = RBPGatedGraphConv(16, num_layers=steps, tol=0.0,
-                                 method=method)
+                                 method=method, cell=cell,
+                                 solver="fixed_point")
         with SavedTensorMeter() as meter:
             conv(x, edge_index)
         return meter.bytes

@@ -1,10 +1,12 @@
 """RBPGatedGraphConv's gradients against three independent oracles.
 
-In float64, on small random graphs with contractive weights, the gradients of
-a loss with respect to every parameter and to ``x`` from Neumann-, CG- and
-fixed-point RBP must agree with (a) central finite differences, (b) an exact
-dense solve of (I - J^T) z = g with J from torch.autograd.functional.jacobian
-and (c) BPTT run to convergence, to a relative error of at most 1e-6.
+In float64, on small random graphs with contractive weights (the GRU step
+at half its initial scale; the contractive step with carry 0.5), the
+gradients of a loss with respect to every parameter and to ``x`` from
+Neumann-, CG-, fixed-point and Anderson-RBP must agree with (a) central
+finite differences, (b) an exact dense solve of (I - J^T) z = g with J from
+torch.autograd.functional.jacobian and (c) BPTT run to convergence, to a
+relative error of at most 1e-6.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import torch
 from pyg_rbp import RBPGatedGraphConv
 from tests.conftest import random_graph
 
-RBP_METHODS = ["neumann", "cg", "fixed_point"]
+RBP_METHODS = ["neumann", "cg", "fixed_point", "anderson"]
+CELLS = ["contractive", "gru"]
 STEPS = 150  # contraction ~0.5 per step: converged to machine precision
 TOL = 1e-6
 
@@ -35,16 +38,20 @@ CONFIGS = {
 }
 
 
-def _problem(config: str, device: torch.device, seed: int = 0):
+def _problem(config: str, device: torch.device, seed: int = 0,
+             cell: str = "gru"):
     torch.manual_seed(seed)
     cfg = CONFIGS[config]
     types = cfg.get("types", 1)
+    # plain iteration: BPTT through the same steps as the forward
+    step = dict(carry=0.5) if cell == "contractive" else {}
     conv = RBPGatedGraphConv(4, num_layers=STEPS, aggr=cfg["aggr"],
                              normalize=cfg["normalize"], tol=0.0,
-                             num_edge_types=types,
+                             num_edge_types=types, cell=cell,
+                             solver="fixed_point", **step,
                              backward_steps=400, backward_tol=1e-15)
     conv = conv.double().to(device)
-    with torch.no_grad():  # contractive weights
+    with torch.no_grad():  # contractive weights (for the GRU step)
         for p in conv.parameters():
             p.mul_(0.5)
     x = torch.randn(6, 3, dtype=torch.float64, device=device,
@@ -67,9 +74,9 @@ def _inputs(conv: RBPGatedGraphConv, x: torch.Tensor) -> List[torch.Tensor]:
     return list(conv.parameters()) + [x]
 
 
-def _grads(config: str, method: str, device: torch.device
-           ) -> Tuple[List[torch.Tensor], tuple]:
-    conv, x, graph, loss = _problem(config, device)
+def _grads(config: str, method: str, device: torch.device,
+           cell: str = "gru") -> Tuple[List[torch.Tensor], tuple]:
+    conv, x, graph, loss = _problem(config, device, cell=cell)
     conv.method = method
     out = conv(x, **graph)
     return list(torch.autograd.grad(loss(out), _inputs(conv, x))), \
@@ -120,30 +127,32 @@ def _finite_differences(conv, x, graph, loss, eps: float = 1e-6
 _CACHE: Dict[Tuple[str, str], List[torch.Tensor]] = {}
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("method", RBP_METHODS)
-def test_matches_dense_solve_and_bptt(config: str, method: str,
+def test_matches_dense_solve_and_bptt(config: str, method: str, cell: str,
                                       device: torch.device) -> None:
-    grads, problem = _grads(config, method, device)
+    grads, problem = _grads(config, method, device, cell)
     dense = _dense_solve(*problem)
     assert _rel(grads, dense) <= TOL
-    bptt, _ = _grads(config, "bptt", device)
+    bptt, _ = _grads(config, "bptt", device, cell)
     assert _rel(grads, bptt) <= TOL
     # every parameter and x gets a nonzero gradient
     assert all(float(g.abs().sum()) > 0 for g in grads)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("config", ["add", "max", "typed"])
-def test_matches_finite_differences(config: str) -> None:
+def test_matches_finite_differences(config: str, cell: str) -> None:
     device = torch.device("cpu")
-    problem = _problem(config, device)
+    problem = _problem(config, device, cell=cell)
     conv = problem[0]
     conv.num_layers = 100  # FD needs only the converged value
     fd = _finite_differences(*problem)
     conv.num_layers = STEPS
     for method in RBP_METHODS:
-        grads, _ = _grads(config, method, device)
+        grads, _ = _grads(config, method, device, cell)
         assert _rel(grads, fd) <= TOL, method
         # per tensor too, so a small parameter cannot hide in the total
         for g, f in zip(grads, fd):

@@ -181,33 +181,61 @@ def _masked(conv, x, edge_index, mask, **kw):
         clear_masks(conv)
 
 
+def _layer_weights(conv, edge_index) -> torch.Tensor:
+    """The weights the layer gives an unweighted graph's messages: ones for
+    the GRU step; the non-expansive weights for the contractive step (with
+    'add', a node of in-degree d > 1 takes 1/d of each message)."""
+    from pyg_rbp.nn.adjacency import nonexpansive_weights
+    ones = torch.ones(edge_index.size(1), dtype=torch.double)
+    if conv.cell == "gru":
+        return ones
+    return nonexpansive_weights(edge_index, None, N, conv.aggr, False,
+                                torch.double)[1]
+
+
+@pytest.mark.parametrize("cell", ["contractive", "gru"])
 @pytest.mark.parametrize("aggr", ["add", "mean", "max"])
-def test_a_fractional_edge_mask_acts_as_edge_weights(aggr: str) -> None:
+def test_a_fractional_edge_mask_acts_as_edge_weights(aggr: str,
+                                                     cell: str) -> None:
+    """The mask multiplies each message the layer computes, as
+    MessagePassing does (GCNConv: after normalisation): the GRU step's
+    plain messages, the contractive step's non-expansive ones."""
     x, edge_index, weight = _graph(3)
     torch.manual_seed(0)
-    conv = RBPGatedGraphConv(4, num_layers=300, tol=1e-12,
-                             aggr=aggr).double()
+    conv = RBPGatedGraphConv(4, num_layers=300, tol=1e-12, aggr=aggr,
+                             cell=cell).double()
     masked = _masked(conv, x, edge_index, weight)
-    torch.testing.assert_close(masked, conv(x, edge_index, weight))
+    expected = conv(x, edge_index, _layer_weights(conv, edge_index) * weight)
+    torch.testing.assert_close(masked, expected)
     # and it is not ignored (the fast path once skipped the hook)
     assert not torch.allclose(masked, conv(x, edge_index))
 
 
-def test_a_zero_edge_mask_removes_the_edges() -> None:
+@pytest.mark.parametrize("cell", ["contractive", "gru"])
+def test_a_zero_edge_mask_silences_the_edges(cell: str) -> None:
+    """A zero mask drops the edges' messages: for the GRU step the same as
+    removing them; the contractive step, like GCNConv, keeps the other
+    messages' normalisation (a removed edge would change it)."""
     x, edge_index, _ = _graph(4)
     keep = torch.arange(edge_index.size(1)) % 3 != 0
     torch.manual_seed(0)
-    conv = RBPGatedGraphConv(4, num_layers=300, tol=1e-12).double()
+    conv = RBPGatedGraphConv(4, num_layers=300, tol=1e-12,
+                             cell=cell).double()
     masked = _masked(conv, x, edge_index, keep.double())
-    torch.testing.assert_close(masked, conv(x, edge_index[:, keep]))
+    weights = _layer_weights(conv, edge_index)
+    torch.testing.assert_close(masked, conv(x, edge_index[:, keep],
+                                            weights[keep]))
+    if cell == "gru":
+        torch.testing.assert_close(masked, conv(x, edge_index[:, keep]))
     # typed edges: the same
     edge_type = torch.arange(edge_index.size(1)) % 2
-    typed = RBPGatedGraphConv(4, num_layers=300, tol=1e-12,
+    typed = RBPGatedGraphConv(4, num_layers=300, tol=1e-12, cell=cell,
                               num_edge_types=2).double()
     masked = _masked(typed, x, edge_index, keep.double(),
                      edge_type=edge_type)
     torch.testing.assert_close(
-        masked, typed(x, edge_index[:, keep], edge_type=edge_type[keep]))
+        masked, typed(x, edge_index[:, keep], weights[keep],
+                      edge_type=edge_type[keep]))
 
 
 def test_edge_mask_with_normalize_scales_the_normalised_messages() -> None:

@@ -60,7 +60,8 @@ def test_one_step_matches_the_formula(aggr, normalize, weighted) -> None:
     torch.manual_seed(0)
     x, edge_index, edge_type = _typed_graph()
     conv = RBPGatedGraphConv(5, num_layers=1, tol=0.0, aggr=aggr,
-                             normalize=normalize, num_edge_types=3).double()
+                             normalize=normalize, num_edge_types=3,
+                             cell="gru").double()
     w = torch.rand(30, dtype=torch.float64) if weighted else None
     expected = _hand_step(conv, x, edge_index, edge_type, w)
     out = conv(x, edge_index, w, edge_type=edge_type)
@@ -129,13 +130,17 @@ def test_a_graph_alone_equals_its_rows_in_a_batch() -> None:
                                    atol=1e-8)
 
 
-def test_typed_graph_work_is_built_once_per_call(coo_builds) -> None:
+@pytest.mark.parametrize("cell, matrices", [("gru", 1), ("contractive", 2)])
+def test_typed_graph_work_is_built_once_per_call(coo_builds, cell: str,
+                                                 matrices: int) -> None:
+    """One typed matrix per call (the contractive step also builds the
+    untyped carry matrix), not one per step."""
     x, edge_index, edge_type = _typed_graph()
     conv = RBPGatedGraphConv(5, num_layers=40, tol=0.0, normalize=True,
-                             num_edge_types=3).double()
+                             num_edge_types=3, cell=cell).double()
     conv(x, edge_index, edge_type=edge_type).sum().backward()
     assert conv.stats.forward_steps == 40
-    assert coo_builds["n"] == 1
+    assert coo_builds["n"] == matrices
 
 
 def test_training_memory_with_types_does_not_grow_with_steps() -> None:

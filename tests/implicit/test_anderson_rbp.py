@@ -1,0 +1,92 @@
+"""Anderson-RBP against a dense solve: where rho(J) is close to 1 it meets
+the tolerance in a fraction of the Neumann series' terms."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pyg_rbp import AndersonRBP, Hybrid, Neumann, RBPGatedGraphConv, rbp
+from pyg_rbp.implicit import METHODS, resolve_method
+from pyg_rbp.implicit.adjoint import anderson, neumann
+
+
+def _system(rho: float, n: int = 40, seed: int = 0):
+    """A contraction J with spectral radius ``rho`` (a damped random
+    orthogonal matrix plus a smaller random part), and g."""
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, n, generator=gen, dtype=torch.double)
+    jac = a * (rho / torch.linalg.eigvals(a).abs().max())
+    g = torch.randn(n, generator=gen, dtype=torch.double)
+    exact = torch.linalg.solve(torch.eye(n, dtype=torch.double) - jac.T, g)
+    return jac, g, exact
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.95, 0.99])
+def test_anderson_matches_a_dense_solve(rho: float) -> None:
+    jac, g, exact = _system(rho)
+    result = anderson(lambda v: jac.T @ v, g, 300, 1e-11)
+    assert not result.diverged and result.residual < 1e-11
+    torch.testing.assert_close(result.z, exact, rtol=1e-9, atol=1e-10)
+    # the residual it reports is that of the returned z, or smaller
+    true = float((g + jac.T @ result.z - result.z).norm() / g.norm())
+    assert true <= result.residual
+
+
+def test_fewer_products_than_the_series_near_one() -> None:
+    jac, g, _ = _system(0.99)
+    fast = anderson(lambda v: jac.T @ v, g, 500, 1e-8)
+    slow = neumann(lambda v: jac.T @ v, g, 5000, 1e-8)
+    assert fast.residual < 1e-8 and slow.residual < 1e-8
+    assert fast.steps * 5 < slow.steps
+
+
+def test_zero_and_non_finite_gradients_pass_through() -> None:
+    jac, _, _ = _system(0.5)
+    zero = anderson(lambda v: jac.T @ v, torch.zeros(40, dtype=torch.double),
+                    10, 1e-9)
+    assert zero.steps == 0 and float(zero.z.abs().sum()) == 0
+    inf = torch.full((40, ), float("inf"), dtype=torch.double)
+    out = anderson(lambda v: jac.T @ v, inf, 10, 1e-9)
+    assert not out.diverged and torch.isinf(out.z).all()
+
+
+def test_through_rbp_the_registry_and_the_hybrid() -> None:
+    assert "anderson" in METHODS
+    assert resolve_method("anderson", 9, 1e-4) == AndersonRBP(steps=9,
+                                                                tol=1e-4)
+    torch.manual_seed(0)
+    w = (0.3 * torch.randn(5, 5, dtype=torch.double)).requires_grad_(True)
+    x = torch.randn(5, 2, dtype=torch.double)
+
+    def grads(method, **kw):
+        h, stats = rbp(lambda h: torch.tanh(w @ h + x), torch.zeros_like(x),
+                       method=method, max_iter=500, tol=1e-13, **kw)
+        return torch.autograd.grad(h.pow(2).sum(), w)[0], stats
+    want, _ = grads(Neumann(steps=500, tol=1e-15))
+    for method, kw in ((AndersonRBP(steps=40, tol=1e-12), {}),
+                       ("anderson", dict(backward_tol=1e-12, backward_steps=100)),
+                       (Hybrid(adjoint=AndersonRBP(tol=1e-12)), {})):
+        got, stats = grads(method, **kw)
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+        assert stats.backward_converged
+        assert stats.backward_method == "anderson"
+    with pytest.raises(ValueError, match="'memory' must be >= 1"):
+        AndersonRBP(memory=0)
+
+
+def test_the_contractive_layer_solves_its_adjoint_with_it() -> None:
+    """method='hybrid' by name: Anderson-RBP for the contractive step (its
+    carry puts rho(J) near the gate's 0.9-0.95), Neumann-RBP for the GRU;
+    a method given by value is used as given."""
+    torch.manual_seed(0)
+    x, edge_index = torch.randn(40, 8), torch.randint(0, 40, (2, 160))
+    counts = {}
+    for cell in ("contractive", "gru"):
+        conv = RBPGatedGraphConv(8, cell=cell, normalize=True)
+        conv(x, edge_index).pow(2).sum().backward()
+        assert conv.stats.backward_converged
+        counts[cell] = conv.stats.backward_method
+    assert counts == {"contractive": "anderson", "gru": "neumann"}
+    conv = RBPGatedGraphConv(8, method=Hybrid(adjoint=Neumann(steps=400)))
+    conv(x, edge_index).pow(2).sum().backward()
+    assert conv.stats.backward_method == "neumann"
