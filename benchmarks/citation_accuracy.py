@@ -8,8 +8,15 @@ epoch), autograd-saved memory per step and time per run.
     python benchmarks/citation_accuracy.py --data-root ../shared/data \
         --output-json benchmarks/results/citation_public.json
     python benchmarks/citation_accuracy.py --split paper --seeds 10 ...
+    python benchmarks/citation_accuracy.py --methods hybrid \
+        --baselines pyg-gcn pyg-appnp pyg-gated ...   # the anchors beside us
 
-PubMed is skipped, with a note, when its files are missing.
+``--baselines`` trains, in the same run and on the same data and seeds, the
+layers a PyG user would otherwise pick (``benchmarks/baselines.py``: GCN and
+APPNP as PyG's examples train them, and PyG's GatedGraphConv in our model).
+``--cell gru`` (with ``--jacobian-weight 1 --out-propagation 2
+--num-layers 30``) reproduces the defaults before 0.2. PubMed is skipped,
+with a note, when its files are missing.
 """
 from __future__ import annotations
 
@@ -23,30 +30,47 @@ from typing import Dict, List
 
 import torch
 
+from baselines import CITATION_BASELINES, train_citation_baseline
 from pyg_rbp import METHODS, ConvergenceWarning
 from pyg_rbp.data import PLANETOID, DatasetNotFoundError, load_node_dataset
 from pyg_rbp.lightning import TrainConfig, train_node_classifier
+from pyg_rbp.nn.gated_graph_conv import CELLS
+
+#: Row order: our methods, then the baselines.
+ORDER = tuple(METHODS) + tuple(CITATION_BASELINES)
 
 
 def summarise(records: List[Dict]) -> str:
     """Markdown table: one row per (dataset, method)."""
-    lines = ["| dataset | method | test acc (mean ± std) | best val acc | "
-             "runs | saved MiB / step | s / run | mean fwd steps |",
-             "|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["dataset"], r["method"]) for r in records},
-                  key=lambda k: (PLANETOID.index(k[0]), METHODS.index(k[1])))
-    for dataset, method in keys:
-        rs = [r for r in records
-              if r["dataset"] == dataset and r["method"] == method]
+    lines = ["| dataset | method | test acc (mean ± std) | min | best val acc "
+             "| runs | fwd converged | unrolled | saved MiB / step (peak) | "
+             "s / run | mean fwd steps |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["dataset"], r["method"], r.get("cell", "-"))
+                   for r in records},
+                  key=lambda k: (PLANETOID.index(k[0]), k[2],
+                                 ORDER.index(k[1])))
+
+    def mean(rs: List[Dict], key: str, scale: float = 1.0) -> str:
+        values = [r[key] for r in rs if r.get(key) is not None]
+        return f"{scale * statistics.mean(values):.{0 if scale > 1 else 1}f}" \
+            if values else "-"
+    for dataset, method, cell in keys:
+        rs = [r for r in records if r["dataset"] == dataset and
+              r["method"] == method and r.get("cell", "-") == cell]
         acc = [100 * r["test_acc"] for r in rs]
         val = [100 * r["val_acc"] for r in rs]
         std = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        saved = statistics.mean(r["peak_saved_bytes"] for r in rs) / 2**20
-        wall = statistics.mean(r["wall_s"] for r in rs)
-        steps = statistics.mean(r["mean_forward_steps"] for r in rs)
-        lines.append(f"| {dataset} | {method} | {statistics.mean(acc):.1f} ± "
-                     f"{std:.1f} | {statistics.mean(val):.1f} | {len(rs)} | "
-                     f"{saved:.1f} | {wall:.0f} | {steps:.1f} |")
+        saved = "-" if "peak_saved_bytes" not in rs[0] else \
+            f"{max(r['peak_saved_bytes'] for r in rs) / 2**20:.1f}"
+        name = method if cell == "-" else f"{method} ({cell})"
+        lines.append(
+            f"| {dataset} | {name} | {statistics.mean(acc):.1f} ± {std:.1f} "
+            f"| {min(acc):.1f} | {statistics.mean(val):.1f} | {len(rs)} | "
+            f"{mean(rs, 'forward_converged', 100)} % | "
+            f"{mean(rs, 'unrolled', 100)} % | {saved} | "
+            f"{statistics.mean(r['wall_s'] for r in rs):.0f} | "
+            f"{mean(rs, 'mean_forward_steps')} |")
     return "\n".join(lines)
 
 
@@ -55,8 +79,12 @@ def main() -> int:
     p.add_argument("--data-root", default=None)
     p.add_argument("--datasets", nargs="+", default=list(PLANETOID),
                    choices=PLANETOID)
-    p.add_argument("--methods", nargs="+", default=list(METHODS),
-                   choices=METHODS)
+    p.add_argument("--methods", nargs="*", default=list(METHODS),
+                   choices=METHODS, help="our gradient methods (none: only "
+                                         "the baselines)")
+    p.add_argument("--baselines", nargs="*", default=[],
+                   choices=tuple(CITATION_BASELINES),
+                   help="PyG's layers, trained beside ours on the same data")
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--split", default="public", choices=("public", "paper"))
     # the example's own defaults, so that the table is the example's model
@@ -65,6 +93,14 @@ def main() -> int:
     p.add_argument("--num-layers", type=int, default=d.num_layers)
     p.add_argument("--backward-steps", type=int, default=d.backward_steps)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--cell", default=None, choices=CELLS,
+                   help="the layer's step (default: the layer's)")
+    p.add_argument("--carry", type=float, default=None)
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--output-dropout", type=float, default=d.output_dropout)
+    p.add_argument("--input-dropout", type=float, default=d.input_dropout)
+    p.add_argument("--out-propagation", type=int, default=d.out_propagation)
+    p.add_argument("--jacobian-weight", type=float, default=None)
     p.add_argument("--gradient-clip", type=float, default=d.gradient_clip,
                    help="clip the gradient norm (0: no clip)")
     p.add_argument("--threads", type=int, default=2)
@@ -79,6 +115,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     records: List[Dict] = json.loads(out.read_text()) if out.exists() else []
     done = {(r["dataset"], r["method"], r["seed"]) for r in records}
+    cell = a.cell or "contractive"
     for dataset in a.datasets:
         try:
             load_node_dataset(dataset, a.data_root, download=False)
@@ -93,6 +130,11 @@ def main() -> int:
                     dataset=dataset, method=method, seed=seed,
                     split=a.split, max_epochs=a.max_epochs, lr=a.lr,
                     num_layers=a.num_layers, backward_steps=a.backward_steps,
+                    cell=a.cell, carry=a.carry, dropout=a.dropout,
+                    output_dropout=a.output_dropout,
+                    input_dropout=a.input_dropout,
+                    out_propagation=a.out_propagation,
+                    jacobian_weight=a.jacobian_weight,
                     gradient_clip=a.gradient_clip or None,
                     data_root=a.data_root, accelerator=a.accelerator,
                     progress_bar=False, output_dir=a.output_dir,
@@ -100,9 +142,29 @@ def main() -> int:
                 for key in ("history", "residual_trace_first",
                             "residual_trace_final", "config"):
                     r.pop(key)
+                r["cell"] = cell
                 records.append(r)
                 out.write_text(json.dumps(records, indent=1))
                 print(f"{dataset:9} {method:12} seed {seed}: test "
+                      f"{r['test_acc']:.4f} val {r['val_acc']:.4f} "
+                      f"({r['wall_s']:.0f} s)", flush=True)
+        data = load_node_dataset(dataset, a.data_root, split=a.split,
+                                 download=False) if a.baselines else None
+        for name in a.baselines:
+            for seed in range(a.seeds):
+                if (dataset, name, seed) in done:
+                    continue
+                if a.split == "paper":  # each seed draws its own split
+                    data = load_node_dataset(dataset, a.data_root,
+                                             split=a.split, seed=seed,
+                                             download=False)
+                r = {"dataset": dataset, "method": name, "seed": seed,
+                     **train_citation_baseline(
+                         name, data, seed, a.input_dropout, a.dropout,
+                         lr=a.lr)}
+                records.append(r)
+                out.write_text(json.dumps(records, indent=1))
+                print(f"{dataset:9} {name:12} seed {seed}: test "
                       f"{r['test_acc']:.4f} val {r['val_acc']:.4f} "
                       f"({r['wall_s']:.0f} s)", flush=True)
     print(summarise(records))

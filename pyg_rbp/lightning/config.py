@@ -98,8 +98,10 @@ class RunConfig:
                             "iterations / TBPTT truncation")
     tol: Optional[float] = opt(1e-5, help="forward tolerance: stop when "
                                           "||F(h) - h|| <= tol ||h||")
-    solver: Optional[str] = opt("fixed_point", choices=SOLVERS,
-                                help="forward solver")
+    solver: Optional[str] = opt(None, choices=SOLVERS,
+                                help="forward solver (unset: the layer's: "
+                                     "anderson for the contractive step, "
+                                     "fixed_point for --cell gru)")
     backward_tol: Optional[float] = opt(
         1e-6, help="stop the adjoint solve at this relative residual")
     hidden: int = opt(64, minimum=1, help="hidden channels C")

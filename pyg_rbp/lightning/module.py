@@ -34,7 +34,9 @@ class NodeClassificationModule(RBPLightningModule):
         num_classes (int): Number of classes.
         hidden_channels (int, optional): (default: :obj:`64`)
         input_dropout (float, optional): (default: :obj:`0.8`)
-        dropout (float, optional): (default: :obj:`0.5`)
+        dropout (float, optional): Before the layer. (default: :obj:`0.5`)
+        output_dropout (float, optional): On the layer's output (``None``:
+            ``dropout``). (default: :obj:`0.0`)
         out_propagation (int, optional): Smoothing steps on the logits (see
             :class:`~pyg_rbp.models.RBPNodeClassifier`). (default: :obj:`0`)
         lr (float, optional): Adam's learning rate. (default: :obj:`0.01`)
@@ -56,6 +58,7 @@ class NodeClassificationModule(RBPLightningModule):
     def __init__(self, in_channels: int, num_classes: int,
                  hidden_channels: int = 64, input_dropout: float = 0.8,
                  dropout: float = 0.5, out_propagation: int = 0,
+                 output_dropout: Optional[float] = 0.0,
                  lr: float = 0.01, weight_decay: float = 5e-4,
                  jacobian_weight: Optional[float] = None, evaluator: Optional[str] = None,
                  **conv_kwargs: Any) -> None:
@@ -68,6 +71,7 @@ class NodeClassificationModule(RBPLightningModule):
                                        num_classes,
                                        input_dropout=input_dropout,
                                        dropout=dropout,
+                                       output_dropout=output_dropout,
                                        out_propagation=out_propagation,
                                        **conv_kwargs)
         self.num_classes = num_classes

@@ -47,7 +47,10 @@ class TrainConfig(RunConfig):
     resume: Optional[str] = opt(None, metavar="CKPT",
                                 help="continue training from this "
                                      "checkpoint")
-    dropout: float = opt(0.5, help="dropout before the classifier")
+    dropout: float = opt(0.5, help="dropout before the recurrent layer")
+    output_dropout: Optional[float] = opt(
+        0.0, help="dropout on the layer's output, before the classifier "
+                  "(the GRU step's runs used 0.5)")
     input_dropout: float = opt(0.8, help="dropout on the input features")
     out_propagation: int = opt(0, minimum=0, help="smoothing steps on the "
                                                   "logits (0: none; the GRU "
@@ -98,6 +101,7 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
     module = NodeClassificationModule(
         dm.num_features, dm.num_classes, hidden_channels=cfg.hidden,
         input_dropout=cfg.input_dropout, dropout=cfg.dropout,
+        output_dropout=cfg.output_dropout,
         out_propagation=cfg.out_propagation, lr=cfg.lr,
         jacobian_weight=cfg.jacobian_weight,
         weight_decay=cfg.weight_decay, evaluator=evaluator,

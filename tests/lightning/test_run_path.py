@@ -118,10 +118,28 @@ def test_config_file_then_flags(tmp_path) -> None:
      "'question_types' must be >= 1"),
     (GraphTrainConfig, dict(folds=1), "'folds' must be >= 2"),
     (GraphTrainConfig, dict(fold=[10]), r"--fold 10 is not in \[0, 10\)"),
+    (TrainConfig, dict(cell="lstm"), r"'cell' must be one of"),
+    (TrainConfig, dict(carry=1.0), r"'carry' must be in \(0, 1\)"),
 ])
 def test_one_check_at_the_boundary(cls, kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         cls(**kwargs).check()
+
+
+@pytest.mark.parametrize("cls", [TrainConfig, GraphTrainConfig])
+def test_the_cell_sets_the_penalty_and_the_layer_its_solver(cls) -> None:
+    """Unset, the Jacobian penalty is on (weight 1) for the GRU step, which
+    may stop contracting, and off for the contractive step; the solver is
+    the layer's own (Anderson for the contractive step)."""
+    default, gru = cls(), cls(cell="gru")
+    default.check()
+    gru.check()
+    assert default.jacobian_weight == 0.0 and gru.jacobian_weight == 1.0
+    assert "solver" not in default.layer_options()
+    assert gru.layer_options()["cell"] == "gru"
+    explicit = cls(cell="gru", jacobian_weight=0.0)
+    explicit.check()
+    assert explicit.jacobian_weight == 0.0
 
 
 def test_make_trainer_follows_the_config(tmp_path) -> None:

@@ -60,3 +60,24 @@ def test_adjacency_built_once_per_call(monkeypatch) -> None:
     RBPNodeClassifier(5, 8, 3, out_propagation=2, normalize=False,
                       num_layers=15)(torch.randn(30, 5), ei)
     assert builds["n"] == 2  # the layer's own matrix and the smoothing's
+
+
+def test_output_dropout_is_its_own_setting() -> None:
+    """Dropout before the layer and on its output are separate: with both
+    at 0 a training call is deterministic (the layer's output reaches the
+    classifier whole, as in APPNP); ``None`` takes ``dropout``."""
+    n = 15
+    ei = random_graph(n, 50)
+    x = torch.randn(n, 4, dtype=torch.float64)
+    model = RBPNodeClassifier(4, 8, 3, input_dropout=0.0, dropout=0.0,
+                              num_layers=50).double()
+    assert model.output_dropout == 0.0
+    model.train()
+    first, second = model(x, ei), model(x, ei)
+    torch.testing.assert_close(first, second, rtol=0, atol=1e-9)
+    model.output_dropout = 0.9
+    assert not torch.allclose(model(x, ei), first)
+    assert RBPNodeClassifier(4, 8, 3, dropout=0.3,
+                             output_dropout=None).output_dropout == 0.3
+    with pytest.raises(ValueError, match="'output_dropout' must be in"):
+        RBPNodeClassifier(4, 8, 3, output_dropout=1.0)
