@@ -126,6 +126,11 @@ class AndersonMixer:
         or is not finite takes the plain step (all weight on the newest,
         ``used - 1`` in the caller's order)."""
         used = gram.size(-1)
+        dtype = gram.dtype
+        # a few numbers: solved in double precision (float32 where the
+        # device has no float64), whatever the state's dtype
+        gram = gram.to(torch.float32 if gram.device.type == "mps"
+                       else torch.float64)
         # Scale the regulariser with the residual size so it stays relative.
         reg = self.lam * gram.diagonal(dim1=-2, dim2=-1).amax(-1) \
             .clamp_min(_EPS)
@@ -136,7 +141,7 @@ class AndersonMixer:
         alpha = alpha.squeeze(-1)
         alpha = alpha / alpha.sum(-1, keepdim=True)
         bad = (info != 0) | ~torch.isfinite(alpha).all(-1)
-        return torch.where(bad[:, None], eye[-1], alpha)
+        return torch.where(bad[:, None], eye[-1], alpha).to(dtype)
 
     def _mix(self, alpha: Tensor, values: Tensor, like: Tensor) -> Tensor:
         """``sum_i alpha[group, i] values[i]``, shaped like ``like``."""

@@ -111,8 +111,10 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
     back-propagates through the steps; the safeguard ``contraction_bound``
     pulls it back).
 
-    Either step is iterated from :math:`\mathbf{h}^{(0)} = \mathbf{x} \Vert
-    \mathbf{0}` until :math:`\|\mathbf{h}^{(l+1)} - \mathbf{h}^{(l)}\| \le
+    Either step is iterated (from :math:`\mathbf{h}^{(0)} = \mathbf{x} \Vert
+    \mathbf{0}` for the GRU step; from the candidate without messages for
+    the contractive step, whose fixed point does not depend on the start)
+    until :math:`\|\mathbf{h}^{(l+1)} - \mathbf{h}^{(l)}\| \le
     \mathrm{tol} \cdot \|\mathbf{h}^{(l)}\|` or for at most ``num_layers``
     steps. Gradients come from the implicit function theorem at the fixed
     point :math:`\mathbf{h}^* = F(\mathbf{x}, \mathbf{w}, \mathbf{h}^*)`
@@ -495,6 +497,11 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
         ``F(h)`` is one propagation step for this graph and input; ``forward``
         hands it to :func:`pyg_rbp.rbp`. Useful to inspect the dynamics
         (e.g. the Jacobian at the fixed point) or to drive your own solver.
+        :math:`h^{(0)}` is :math:`\mathbf{x}` (zero-padded) for the GRU
+        step, as in GatedGraphConv, and the candidate without messages,
+        :math:`\tanh(\mathbf{W}_c \mathbf{x} + \mathbf{b}_c)`, for the
+        contractive step, whose fixed point does not depend on the start
+        (see :meth:`ContractiveStep.start`).
         """
         name = self.__class__.__name__
         check_float_tensor("x", x)
@@ -524,8 +531,9 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
             zero = x.new_zeros(num_nodes, self.out_channels - x.size(-1))
             x = torch.cat([x, zero], dim=1)
         if self.cell == "contractive":
-            return self._contractive_step(x, edge_index, edge_weight,
-                                          edge_type), x
+            step = self._contractive_step(x, edge_index, edge_weight,
+                                          edge_type)
+            return step, step.start().to(x.dtype)
 
         aggregate = build_aggregate(edge_index, edge_weight, num_nodes,
                                     self.aggr, self.normalize, x.dtype,
