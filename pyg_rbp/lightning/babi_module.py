@@ -159,7 +159,9 @@ class BabiModule(RBPLightningModule):
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss = self._scores(batch, "train")
+        with self._saved() as meter:
+            loss = self._scores(batch, "train")
+        self._log_saved(meter)
         return self._add_penalty(loss, self.model.stats)
 
     def on_train_batch_end(self, outputs: Any, batch: Any,

@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from ..implicit import RBPStats
+from ..utils import SavedTensorMeter
 from .config import default_jacobian_weight
 
 
@@ -79,6 +80,18 @@ class RBPLightningModule(pl.LightningModule):
     """
 
     jacobian_weight: float = 0.0
+    #: The most bytes autograd kept for one training step so far (the
+    #: runs report it: a step that unrolled its propagation shows here).
+    peak_saved_bytes: int = 0
+
+    def _saved(self) -> SavedTensorMeter:
+        """A meter for the training forward; :meth:`_log_saved` reads it."""
+        return SavedTensorMeter()
+
+    def _log_saved(self, meter: SavedTensorMeter) -> None:
+        """Log the step's autograd-saved MiB and keep the peak."""
+        self.peak_saved_bytes = max(self.peak_saved_bytes, meter.bytes)
+        self._log("saved_mib", meter.bytes / 2**20)
 
     def _log(self, name: str, value: Any, batch_size: int = 1) -> None:
         # A tensor stays a tensor (on its device): float() would wait for

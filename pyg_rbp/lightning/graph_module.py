@@ -87,7 +87,9 @@ class GraphClassificationModule(RBPLightningModule):
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss = self._scores(batch, "train")
+        with self._saved() as meter:
+            loss = self._scores(batch, "train")
+        self._log_saved(meter)
         stats = self.model.stats
         if stats is not None:
             steps = stats.graph_steps

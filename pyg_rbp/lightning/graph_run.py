@@ -28,7 +28,7 @@ from .config import RunConfig, opt
 from .graph_datamodule import SPLITS, GraphDataModule
 from .graph_module import GraphClassificationModule
 from .report import pstd, write_report
-from .trainer import EpochHistory, make_trainer, quiet_lightning
+from .trainer import EpochHistory, make_trainer, mean_of, quiet_lightning
 
 
 @dataclass
@@ -170,6 +170,11 @@ def _train_fold(cfg: GraphTrainConfig, fold: int,
                                           for e in epochs),
         "mean_graph_steps": statistics.mean(e.get("graph_steps", 0.0)
                                             for e in epochs),
+        # shares of training calls (means of the per-epoch shares)
+        "forward_converged": mean_of(epochs, "fwd_converged"),
+        "adjoint_solved": mean_of(epochs, "bwd_converged"),
+        "unrolled": mean_of(epochs, "unrolled"),
+        "peak_saved_bytes": int(module.peak_saved_bytes),
         "history": epochs, "is_global_zero": trainer.is_global_zero,
     }
 
@@ -196,6 +201,11 @@ def summarise_folds(cfg: GraphTrainConfig, folds: List[Dict[str, Any]],
         "forward_steps_per_batch": statistics.mean(
             f["mean_fwd_steps"] for f in folds),
         "epoch_s": statistics.mean(f["epoch_s"] for f in folds),
+        "forward_converged": mean_of(folds, "forward_converged"),
+        "adjoint_solved": mean_of(folds, "adjoint_solved"),
+        "unrolled": mean_of(folds, "unrolled"),
+        "peak_saved_bytes": max((f.get("peak_saved_bytes") or 0
+                                 for f in folds), default=0),
         "wall_s": wall_s,
         "optimistic": optimistic_figures([f["history"] for f in folds]),
         "folds": folds, "config": cfg.to_dict(),

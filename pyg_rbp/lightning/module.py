@@ -10,7 +10,6 @@ from torch_geometric.data import Data
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from ..models import RBPNodeClassifier
-from ..utils import SavedTensorMeter
 from .base import RBPLightningModule, check_jacobian_weight
 
 
@@ -79,7 +78,6 @@ class NodeClassificationModule(RBPLightningModule):
         if evaluator is not None:
             from ogb.nodeproppred import Evaluator
             self._evaluator = Evaluator(evaluator)
-        self.peak_saved_bytes = 0
 
     # -- helpers ---------------------------------------------------------
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
@@ -98,18 +96,17 @@ class NodeClassificationModule(RBPLightningModule):
 
     # -- training --------------------------------------------------------
     def training_step(self, batch: Data, batch_idx: int) -> Tensor:
-        with SavedTensorMeter() as meter:
+        with self._saved() as meter:
             out = self.model(batch.x, batch.edge_index)
         if hasattr(batch, "batch_size"):  # NeighborLoader: seeds come first
             out, y = out[:batch.batch_size], batch.y[:batch.batch_size]
         else:
             out, y = out[batch.train_mask], batch.y[batch.train_mask]
         loss = F.cross_entropy(out, y)
-        self.peak_saved_bytes = max(self.peak_saved_bytes, meter.bytes)
+        self._log_saved(meter)
         loss = self._add_penalty(loss, self.model.stats)
         self._log("train_loss", F.cross_entropy(out.detach(), y))
         self._log("train_acc", self._accuracy(out.detach(), y))
-        self._log("saved_mib", meter.bytes / 2**20)
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any,

@@ -5,7 +5,7 @@ every value of its weights.
     \mathbf{M} = \mathbf{P}\,\mathbf{h}, \qquad
     \mathbf{U} = \textstyle\sum_t \mathbf{P}_t\,\mathbf{h}\,
     \tilde{\mathbf{\Theta}}_t, \qquad
-    \mathbf{n} = \tanh(\mathbf{c} + \mathbf{r} \odot \mathbf{U}),
+    \mathbf{n} = \mathbf{c} + \tanh(\mathbf{r} \odot \mathbf{U}),
 
     F(\mathbf{h}) = \mathbf{z} \odot \mathbf{M}
     + (1 - \mathbf{z}) \odot \mathbf{n}
@@ -31,7 +31,11 @@ not the node's own state: at a fixed point a self-carry :math:`z \odot
 the GRU with input gates), while the carry through the graph makes
 :math:`\mathbf{h}^*` a personalised-PageRank-like average of the candidates:
 with :math:`\mathbf{z} \equiv 1 - \alpha` and :math:`\mathbf{\Theta} = 0`
-the fixed point is APPNP's propagation of :math:`\tanh(\mathbf{c})`.
+the fixed point is APPNP's propagation of :math:`\mathbf{c}`, a linear
+function of the input, as APPNP propagates its MLP's output. The input
+enters the candidate outside the :math:`\tanh` (a GRU puts it inside):
+bounded, the injected features lost about a point of accuracy on the quick
+start's data (0.949 against 0.959 over 5 seeds).
 
 **Why it contracts.** Let :math:`\mathbf{P}` (the carry; for typed edges the
 sum of the :math:`\mathbf{P}_t`) satisfy :math:`|\mathbf{P}|\mathbf{w} \le
@@ -130,14 +134,14 @@ class ContractiveStep:
         self._saved: Optional[tuple] = None
 
     def start(self) -> Tensor:
-        r"""The layer's initial state :math:`\tanh(\mathbf{c})`: the
-        candidate without messages, APPNP's teleport term. The fixed point
-        is unique, so the start only sets the number of steps: from here
-        the error has no part along the slowest mode (the graph-wide mean
-        the carry propagates at rate :math:`z`), and on MUTAG batches
-        Anderson needs 28 steps where it needs 38 from :math:`\mathbf{x}`
-        (31 from zero)."""
-        return torch.tanh(self.c)
+        r"""The layer's initial state :math:`\mathbf{c}`: the candidate
+        without messages, APPNP's teleport term. The fixed point is unique,
+        so the start only sets the number of steps: from here the error has
+        no part along the slowest mode (the graph-wide mean the carry
+        propagates at rate :math:`z`), and on MUTAG batches Anderson needs
+        28 steps where it needs 38 from :math:`\mathbf{x}` (31 from
+        zero)."""
+        return self.c
 
     # -- the map ------------------------------------------------------------
     def _message(self, h: Tensor, m: Tensor) -> Tensor:
@@ -149,16 +153,16 @@ class ContractiveStep:
         m = self.carry_aggregate(h)
         u = self._message(h, m)
         if torch.is_grad_enabled():
-            n = torch.tanh(torch.addcmul(self.c, self.r, u.to(self.c.dtype)))
+            t = torch.tanh(self.r * u.to(self.c.dtype))
             # what vjp_at(h) reuses at the recorded step (autograd keeps
-            # the same tensors for this step anyway)
-            self._saved = (h, n)
-            return torch.lerp(n, m.to(n.dtype), self.z).to(h.dtype)
-        a = u.to(self.c.dtype).mul_(self.r).add_(self.c)
+            # the same tensor for this step anyway)
+            self._saved = (h, t)
+            return torch.lerp(self.c + t, m.to(t.dtype), self.z).to(h.dtype)
+        a = u.to(self.c.dtype).mul_(self.r)
         # tanh(a): one kernel on CUDA; on the CPU 2 sigmoid(2a) - 1 is
         # several times faster than PyTorch's tanh
-        n = a.tanh_() if a.is_cuda else a.mul_(2).sigmoid_().mul_(2).sub_(1)
-        return n.lerp_(m.to(n.dtype), self.z).to(h.dtype)
+        t = a.tanh_() if a.is_cuda else a.mul_(2).sigmoid_().mul_(2).sub_(1)
+        return t.add_(self.c).lerp_(m.to(t.dtype), self.z).to(h.dtype)
 
     def restrict(self, nodes: Tensor) -> Optional["ContractiveStep"]:
         """:math:`F` on the rows ``nodes`` (whole graphs of the batch), or
@@ -195,8 +199,9 @@ class ContractiveStep:
 
     def vjp_at(self, h: Tensor) -> Optional[Callable[[Tensor], Tensor]]:
         r"""``v -> J(h)^T v`` in closed form, or ``None`` without constant
-        aggregation matrices. With :math:`\mathbf{g} = (1 - \mathbf{z})
-        \odot (1 - \mathbf{n}^2) \odot \mathbf{r} \odot \mathbf{v}`,
+        aggregation matrices. With :math:`\mathbf{t} = \tanh(\mathbf{r}
+        \odot \mathbf{U})` and :math:`\mathbf{g} = (1 - \mathbf{z})
+        \odot (1 - \mathbf{t}^2) \odot \mathbf{r} \odot \mathbf{v}`,
 
         .. math::
             J^\top \mathbf{v} = \mathbf{P}^\top(\mathbf{z} \odot \mathbf{v})
@@ -213,15 +218,14 @@ class ContractiveStep:
         with torch.no_grad(), full_precision(device_type):
             saved = self._saved
             if saved is not None and saved[0] is h:
-                n = saved[1].detach()
+                t = saved[1].detach()
             else:
                 h = h.detach()
                 m = self.carry_aggregate(h)
-                n = torch.tanh(torch.addcmul(self.c, self.r,
-                                             self._message(h, m)))
+                t = torch.tanh(self.r * self._message(h, m))
             z = self.z.detach()
-            # (1 - z)(1 - n^2) r: the candidate's factor, once per call
-            factor = (1 - n * n).mul_(1 - z).mul_(self.r.detach())
+            # (1 - z)(1 - t^2) r: the candidate's factor, once per call
+            factor = (1 - t * t).mul_(1 - z).mul_(self.r.detach())
             pre_t = self.pre.detach().t()
             carry, message = self.carry_aggregate, self.message_aggregate
             carry.transposed()  # built now, before any adjoint vector

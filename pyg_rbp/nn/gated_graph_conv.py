@@ -82,8 +82,8 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
         \mathbf{h}_j \tilde{\mathbf{\Theta}}_{t(j,i)}
 
         \mathbf{h}_i^{(l+1)} &= \mathbf{z} \odot \mathbf{m}_i
-        + (1 - \mathbf{z}) \odot \tanh\big(\mathbf{W}_c \mathbf{x}_i
-        + \mathbf{b}_c + \mathbf{r}_i \odot \mathbf{u}_i\big)
+        + (1 - \mathbf{z}) \odot \big(\mathbf{W}_c \mathbf{x}_i
+        + \mathbf{b}_c + \tanh(\mathbf{r}_i \odot \mathbf{u}_i)\big)
 
     with the reset gate :math:`\mathbf{r}_i = \sigma(\mathbf{W}_r
     \mathbf{x}_i + \mathbf{b}_r)` and the carry (update) gate
@@ -499,7 +499,7 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
         (e.g. the Jacobian at the fixed point) or to drive your own solver.
         :math:`h^{(0)}` is :math:`\mathbf{x}` (zero-padded) for the GRU
         step, as in GatedGraphConv, and the candidate without messages,
-        :math:`\tanh(\mathbf{W}_c \mathbf{x} + \mathbf{b}_c)`, for the
+        :math:`\mathbf{W}_c \mathbf{x} + \mathbf{b}_c`, for the
         contractive step, whose fixed point does not depend on the start
         (see :meth:`ContractiveStep.start`).
         """

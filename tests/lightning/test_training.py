@@ -66,7 +66,10 @@ def test_methods_share_the_module(tmp_path, cache_dir) -> None:
             tol=0.0, data_root=str(shared_data_root()),
             output_dir=str(tmp_path / method)))
         saved[method] = r["peak_saved_bytes"]
-    assert saved["neumann"] == saved["cg"] == saved["fixed_point"]
+    assert saved["neumann"] == saved["fixed_point"]
+    # CG's J u products need the state's gradient path: the recorded step
+    # then also keeps the [C, C] message weights for it (64 x 64 floats)
+    assert 0 <= saved["cg"] - saved["neumann"] <= 64 * 64 * 4
     # the encoder and the penalty graph are the same for all: 4.5x at T=20
     assert saved["bptt"] > 3 * saved["neumann"]
     assert saved["neumann"] < saved["tbptt"] < saved["bptt"]

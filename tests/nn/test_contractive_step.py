@@ -74,7 +74,7 @@ def _layer(name: str, carry: float = 0.9, seed: int = 0,
                 p.normal_(0, 10)
     x = torch.randn(N, C, dtype=torch.double, generator=gen)
     if adversarial:
-        x.zero_()  # with zero input the candidate sits at tanh'(0) = 1
+        x.zero_()
     return conv, x, edge_index, weight, edge_type
 
 
@@ -215,7 +215,7 @@ def _hand_step(conv: RBPGatedGraphConv, x: Tensor, edge_index: Tensor,
     z_max = max_carry(conv.carry)
     logit = math.log(conv.carry / (z_max - conv.carry))
     z = z_max * torch.sigmoid(logit + conv.gate_bias)
-    return z * (carry @ h) + (1 - z) * torch.tanh(c + r * msg)
+    return z * (carry @ h) + (1 - z) * (c + torch.tanh(r * msg))
 
 
 @pytest.mark.parametrize("name", ["add", "add-weighted", "mean", "typed"])
