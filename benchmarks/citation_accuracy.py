@@ -46,24 +46,26 @@ def summarise(records: List[Dict]) -> str:
              "| runs | fwd converged | unrolled | saved MiB / step (peak) | "
              "s / run | mean fwd steps |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["dataset"], r["method"], r.get("cell", "-"))
-                   for r in records},
+    keys = sorted({(r["dataset"], r["method"], r.get("cell", "-"),
+                    r.get("features", "normalized")) for r in records},
                   key=lambda k: (PLANETOID.index(k[0]), k[2],
-                                 ORDER.index(k[1])))
+                                 ORDER.index(k[1]), k[3]))
 
     def mean(rs: List[Dict], key: str, scale: float = 1.0) -> str:
         values = [r[key] for r in rs if r.get(key) is not None]
         return f"{scale * statistics.mean(values):.{0 if scale > 1 else 1}f}" \
             if values else "-"
-    for dataset, method, cell in keys:
+    for dataset, method, cell, features in keys:
         rs = [r for r in records if r["dataset"] == dataset and
-              r["method"] == method and r.get("cell", "-") == cell]
+              r["method"] == method and r.get("cell", "-") == cell and
+              r.get("features", "normalized") == features]
         acc = [100 * r["test_acc"] for r in rs]
         val = [100 * r["val_acc"] for r in rs]
         std = statistics.stdev(acc) if len(acc) > 1 else 0.0
         saved = "-" if "peak_saved_bytes" not in rs[0] else \
             f"{max(r['peak_saved_bytes'] for r in rs) / 2**20:.1f}"
         name = method if cell == "-" else f"{method} ({cell})"
+        name += f", {features} features"
         lines.append(
             f"| {dataset} | {name} | {statistics.mean(acc):.1f} ± {std:.1f} "
             f"| {min(acc):.1f} | {statistics.mean(val):.1f} | {len(rs)} | "
@@ -101,6 +103,13 @@ def main() -> int:
     p.add_argument("--input-dropout", type=float, default=d.input_dropout)
     p.add_argument("--out-propagation", type=int, default=d.out_propagation)
     p.add_argument("--jacobian-weight", type=float, default=None)
+    p.add_argument("--normalize-features", action="store_true",
+                   help="row-normalised features for our layer (the "
+                        "baselines take --baseline-features)")
+    p.add_argument("--baseline-features", default="normalized",
+                   choices=("normalized", "raw"),
+                   help="the baselines' features: row-normalised, as "
+                        "PyG's GCN and APPNP examples have them, or raw")
     p.add_argument("--gradient-clip", type=float, default=d.gradient_clip,
                    help="clip the gradient norm (0: no clip)")
     p.add_argument("--threads", type=int, default=2)
@@ -114,8 +123,10 @@ def main() -> int:
     out = Path(a.output_json)
     out.parent.mkdir(parents=True, exist_ok=True)
     records: List[Dict] = json.loads(out.read_text()) if out.exists() else []
-    done = {(r["dataset"], r["method"], r["seed"]) for r in records}
+    done = {(r["dataset"], r["method"], r["seed"], r.get("features"))
+            for r in records}
     cell = a.cell or "contractive"
+    ours_features = "normalized" if a.normalize_features else "raw"
     for dataset in a.datasets:
         try:
             load_node_dataset(dataset, a.data_root, download=False)
@@ -124,7 +135,7 @@ def main() -> int:
             continue
         for method in a.methods:
             for seed in range(a.seeds):
-                if (dataset, method, seed) in done:
+                if (dataset, method, seed, ours_features) in done:
                     continue  # resumable: keeps what an earlier run wrote
                 r = train_node_classifier(TrainConfig(
                     dataset=dataset, method=method, seed=seed,
@@ -135,6 +146,7 @@ def main() -> int:
                     input_dropout=a.input_dropout,
                     out_propagation=a.out_propagation,
                     jacobian_weight=a.jacobian_weight,
+                    normalize_features=a.normalize_features,
                     gradient_clip=a.gradient_clip or None,
                     data_root=a.data_root, accelerator=a.accelerator,
                     progress_bar=False, output_dir=a.output_dir,
@@ -143,22 +155,28 @@ def main() -> int:
                             "residual_trace_final", "config"):
                     r.pop(key)
                 r["cell"] = cell
+                r["features"] = ours_features
                 records.append(r)
                 out.write_text(json.dumps(records, indent=1))
                 print(f"{dataset:9} {method:12} seed {seed}: test "
                       f"{r['test_acc']:.4f} val {r['val_acc']:.4f} "
                       f"({r['wall_s']:.0f} s)", flush=True)
+        normalized = a.baseline_features == "normalized"
         data = load_node_dataset(dataset, a.data_root, split=a.split,
-                                 download=False) if a.baselines else None
+                                 download=False,
+                                 normalize_features=normalized) \
+            if a.baselines else None
         for name in a.baselines:
             for seed in range(a.seeds):
-                if (dataset, name, seed) in done:
+                if (dataset, name, seed, a.baseline_features) in done:
                     continue
                 if a.split == "paper":  # each seed draws its own split
                     data = load_node_dataset(dataset, a.data_root,
                                              split=a.split, seed=seed,
-                                             download=False)
+                                             download=False,
+                                             normalize_features=normalized)
                 r = {"dataset": dataset, "method": name, "seed": seed,
+                     "features": a.baseline_features,
                      **train_citation_baseline(
                          name, data, seed, a.input_dropout, a.dropout,
                          lr=a.lr)}

@@ -84,7 +84,7 @@ def mutag_steps(data_root: str) -> Dict[str, Callable[[], Dict[str, Any]]]:
         cfg = GraphTrainConfig(dataset="MUTAG", **options)
         if options.get("cell") == "gru":
             cfg.num_layers = 30  # 0.1's default for the runs
-        cfg.check()  # resolves the Jacobian weight for the cell
+        cfg.check()
         torch.manual_seed(0)
         module = GraphClassificationModule(
             ds.num_features, ds.num_classes,

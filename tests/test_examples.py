@@ -24,23 +24,30 @@ def _run(*args: str) -> str:
 
 def test_quickstart_runs_and_learns() -> None:
     out = _run("examples/quickstart.py", "--method", "neumann", "--epochs",
-               "30")
-    row = [line for line in out.splitlines() if line.startswith("neumann")]
+               "30", "--no-baselines")
+    row = [line for line in out.splitlines()
+           if line.startswith("method=neumann")]
     assert len(row) == 1
     acc = float(row[0].split()[1])
     assert acc > 0.5  # 4 balanced classes: chance is 0.25
 
 
 def test_quickstart_reports_what_the_gradient_was() -> None:
-    """The default's row: no call converges in 30 steps on this task, so
-    every call is unrolled, and the one warning of the layer is printed."""
+    """The default's row: every call converges and takes the implicit
+    gradient with its adjoint solved, none is unrolled, nothing is warned;
+    the GRU step's row (the 0.1 default, at most 30 steps): no call
+    converges, every call is unrolled, and its one warning is printed; the
+    PyG baselines have no such columns."""
     out = _run("examples/quickstart.py", "--method", "hybrid", "--epochs",
                "3", "--seeds", "0", "1")
-    row = [line.split() for line in out.splitlines()
-           if line.startswith("hybrid")]
-    assert len(row) == 1
-    # method, acc, fwd conv, adj ok, unrolled, ...
-    assert row[0][2:5] == ["0%", "-", "100%"]
-    notes = [line for line in out.splitlines() if line.startswith("[hybrid]")]
-    assert len(notes) == 1 and "did not reach tol=1e-05 within 30 steps" \
-        in notes[0] and "back-propagation through the steps" in notes[0]
+    rows = {line[:22].strip(): line[22:].split() for line in out.splitlines()
+            if line.startswith(("method=", "cell=", "PyG "))}
+    # acc, min, fwd conv, adj ok, unrolled, ...
+    assert rows["method=hybrid"][2:5] == ["100%", "100%", "0%"]
+    assert rows["cell='gru' (0.1)"][2:5] == ["0%", "-", "100%"]
+    assert rows["PyG APPNP(10, 0.1)"][2:5] == ["-", "-", "-"]
+    assert {"PyG GatedGraphConv(3)", "PyG GCNConv"} <= set(rows)
+    notes = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(notes) == 1 and notes[0].startswith("[cell='gru' (0.1)]")
+    assert "did not reach tol=1e-05 within 30 steps" in notes[0] and \
+        "back-propagation through the steps" in notes[0]

@@ -26,11 +26,14 @@ DATASETS = PLANETOID + OGB_DATASETS
 
 def load_node_dataset(name: str, data_root: Optional[str] = None,
                       split: str = "public", seed: int = 0,
-                      download: bool = True) -> Data:
+                      download: bool = True,
+                      normalize_features: bool = True) -> Data:
     """Load any dataset in :data:`DATASETS` as one ``Data`` with masks.
 
     OGB datasets always use their official split (``split`` must be
-    ``'public'``).
+    ``'public'``) and their features as given; ``normalize_features``
+    row-normalises a Planetoid graph's features (see
+    :func:`load_planetoid`).
     """
     check_choice("dataset", name, DATASETS)
     check_choice("split", split, SPLITS)
@@ -40,7 +43,8 @@ def load_node_dataset(name: str, data_root: Optional[str] = None,
                              f"split='public' (got {split!r})")
         return load_ogbn(name, data_root, download=download)
     return load_planetoid(name, data_root, split=split, seed=seed,
-                          download=download)
+                          download=download,
+                          normalize_features=normalize_features)
 
 
 __all__ = ["DATASETS", "PLANETOID", "OGB_DATASETS", "SPLITS", "ENV_VAR",

@@ -38,8 +38,9 @@ def paper_split(data: Data, seed: int, train: float = 0.01,
 
 def load_planetoid(name: str, data_root: Optional[PathLike] = None,
                    split: str = "public", seed: int = 0,
-                   download: bool = True) -> Data:
-    """Load a Planetoid graph with row-normalised features.
+                   download: bool = True,
+                   normalize_features: bool = True) -> Data:
+    """Load a Planetoid graph, by default with row-normalised features.
 
     Args:
         name: ``'Cora'``, ``'CiteSeer'`` or ``'PubMed'``.
@@ -49,6 +50,9 @@ def load_planetoid(name: str, data_root: Optional[PathLike] = None,
             1000 test) or ``'paper'`` (random 1% / 49% / 50%, seeded).
         seed: Seed of the ``'paper'`` split.
         download: Whether to let PyG download missing files.
+        normalize_features: Row-normalise the features (PyG's
+            ``NormalizeFeatures``, as GCN's and APPNP's recipes have it);
+            ``False`` keeps Planetoid's raw binary bag-of-words.
 
     Raises:
         pyg_rbp.data.DatasetNotFoundError: Files are missing and could not be downloaded;
@@ -60,7 +64,8 @@ def load_planetoid(name: str, data_root: Optional[PathLike] = None,
     dataset = open_dataset(
         name, folder / "raw", missing, download,
         lambda: Planetoid(str(folder.parent), name,
-                          transform=T.NormalizeFeatures()))
+                          transform=T.NormalizeFeatures()
+                          if normalize_features else None))
     data = dataset[0]
     data.num_classes = dataset.num_classes
     data.name = name

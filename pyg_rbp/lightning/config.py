@@ -156,8 +156,6 @@ class RunConfig:
                 if v not in choices:
                     raise ValueError(f"'{f.name}' must be one of "
                                      f"{tuple(choices)} (got {v!r})")
-        if self.jacobian_weight is None:
-            self.jacobian_weight = default_jacobian_weight(self.cell)
         if self.carry is not None and not 0 < self.carry < 1:
             raise ValueError(f"'carry' must be in (0, 1) (got {self.carry})")
         for name in ("tol", "backward_tol", "lr", "weight_decay",

@@ -50,13 +50,16 @@ class NodeDataModule(pl.LightningDataModule):
             hop for ``'neighbor'``. (default: :obj:`(10, 10)`)
         batch_size (int, optional): Seed nodes per batch for ``'neighbor'``.
         download (bool, optional): Let PyG/OGB download missing files.
+        normalize_features (bool, optional): Row-normalise a Planetoid
+            graph's features. (default: :obj:`True`)
     """
 
     def __init__(self, dataset: Union[str, Data, Dataset] = "Cora",
                  data_root: Optional[str] = None,
                  split: str = "public", seed: int = 0, loader: str = "full",
                  num_neighbors: Sequence[int] = (10, 10),
-                 batch_size: int = 512, download: bool = True) -> None:
+                 batch_size: int = 512, download: bool = True,
+                 normalize_features: bool = True) -> None:
         super().__init__()
         self._given: Optional[Data] = None
         self._given_classes: Optional[int] = None
@@ -74,13 +77,15 @@ class NodeDataModule(pl.LightningDataModule):
         self.data_root = data_root
         self.seed = seed
         self.download = download
+        self.normalize_features = bool(normalize_features)
         self.data: Optional[Data] = None
 
     def _load(self) -> Data:
         if self._given is not None:
             return self._given
         return load_node_dataset(self.dataset, self.data_root, self.split,
-                                 self.seed, download=self.download)
+                                 self.seed, download=self.download,
+                                 normalize_features=self.normalize_features)
 
     def prepare_data(self) -> None:
         # Runs on one process only: processes (and downloads) the files once

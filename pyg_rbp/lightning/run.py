@@ -52,6 +52,11 @@ class TrainConfig(RunConfig):
         0.0, help="dropout on the layer's output, before the classifier "
                   "(the GRU step's runs used 0.5)")
     input_dropout: float = opt(0.8, help="dropout on the input features")
+    normalize_features: bool = opt(
+        False, help="row-normalise the features (PyG's NormalizeFeatures, "
+                    "as GCN's and APPNP's recipes do); the contractive "
+                    "model trains better on Planetoid's raw bag-of-words "
+                    "(docs/results.md); the GRU step's runs used it")
     out_propagation: int = opt(0, minimum=0, help="smoothing steps on the "
                                                   "logits (0: none; the GRU "
                                                   "step's runs used 2)")
@@ -96,7 +101,8 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = NodeDataModule(cfg.dataset, cfg.data_root, cfg.split, cfg.seed,
                         cfg.loader, cfg.num_neighbors, cfg.batch_size,
-                        download=cfg.download)
+                        download=cfg.download,
+                        normalize_features=cfg.normalize_features)
     evaluator = cfg.dataset if cfg.dataset in OGB_DATASETS else None
     module = NodeClassificationModule(
         dm.num_features, dm.num_classes, hidden_channels=cfg.hidden,

@@ -52,6 +52,11 @@ def test_public_split_and_read_only_root(tmp_path, cache_dir) -> None:
     # the read-only root was left alone; PyG processed a copy in the cache
     assert not (root / "Planetoid" / "Cora" / "processed").exists()
     assert (cache_dir / "Planetoid" / "Cora" / "processed").is_dir()
+    # or the raw binary bag-of-words (what the contractive model trains on)
+    raw = load_node_dataset("Cora", str(root), normalize_features=False)
+    assert set(raw.x.unique().tolist()) == {0.0, 1.0}
+    torch.testing.assert_close(raw.x / raw.x.sum(-1, keepdim=True)
+                               .clamp_min(1), data.x)
 
 
 @needs_data

