@@ -301,8 +301,16 @@ def gmres(vjp: Op, g: Tensor, max_steps: int, tol: float) -> AdjointResult:
     return AdjointResult(z, steps, res, False)
 
 
+#: The adjoint's Anderson ridge, relative to the largest residual of the
+#: window: the adjoint system is linear, so the ridge only guards a singular
+#: Gram matrix (the forward's 1e-4 cost the quick start's trained model 107
+#: products where 1e-8 needs 30).
+ADJOINT_ANDERSON_LAM = 1e-8
+
+
 def anderson(vjp: Op, g: Tensor, max_steps: int, tol: float,
-             memory: int = 5) -> AdjointResult:
+             memory: int = 5,
+             lam: float = ADJOINT_ANDERSON_LAM) -> AdjointResult:
     r"""The iteration :math:`z \leftarrow J^\top z + g` from :math:`z_0 = g`,
     accelerated by Anderson mixing over the last ``memory`` iterates
     (:class:`~pyg_rbp.implicit.forward.AndersonMixer`).
@@ -315,11 +323,15 @@ def anderson(vjp: Op, g: Tensor, max_steps: int, tol: float,
     iteration. Stops once the residual :math:`\|J^\top z + g - z\|`
     relative to :math:`\|g\|` is below ``tol``; the returned ``z`` is the
     last evaluated :math:`J^\top z + g`, whose residual is at most that.
+    ``lam`` is the mixing's ridge relative to the window's largest squared
+    residual; a window's residuals span a few orders of magnitude as the
+    solve converges, so a large ridge turns the mixing into plain
+    iteration.
     """
     gnorm = _norm(g)
     if gnorm == 0 or not _finite(gnorm):
         return _passed_through(g)
-    mixer = AndersonMixer(memory=memory)
+    mixer = AndersonMixer(memory=memory, lam=lam)
     z = g
     best_z, best = g, float("inf")
     res, steps = float("inf"), 0

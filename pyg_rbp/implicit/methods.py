@@ -165,18 +165,24 @@ class AndersonRBP(_Solved):
     ``J^T v`` each, ``2 * memory`` stored vectors). The forward solver
     ``'anderson'``'s counterpart: where :math:`\rho(J)` is close to 1 it
     needs a fraction of the Neumann series' terms (the contractive step's
-    default adjoint in the hybrid)."""
+    default adjoint in the hybrid). ``lam``: the mixing's ridge, relative
+    to the window's largest squared residual (the system is linear, so it
+    only guards a singular small solve; the forward solver's 1e-4 tripled
+    the products on the trained quick start)."""
 
     memory: int = 5
+    lam: float = adjoint.ADJOINT_ANDERSON_LAM
     name: ClassVar[str] = "anderson"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int("memory", self.memory, 1)
+        check_tol("lam", self.lam)
 
     def solve(self, vjp: Op, g: Tensor,
               jvp: Callable[[], Op]) -> AdjointResult:
-        return adjoint.anderson(vjp, g, self.steps, self.tol, self.memory)
+        return adjoint.anderson(vjp, g, self.steps, self.tol, self.memory,
+                                self.lam)
 
 
 @dataclass(frozen=True)

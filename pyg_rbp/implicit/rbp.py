@@ -135,17 +135,17 @@ def _warn_adjoint(cfg: _AdjointConfig, steps: int, residual: float,
     text = (f"the '{cfg.method.name}' adjoint solve stopped at its cap of "
             f"{steps} iterations with relative residual {residual:.1e} > "
             f"tol={tol:g}, so the gradient is off by about that much. Raise "
-            f"'backward_steps' (or the method's steps), use method='cg', or "
-            f"make F more contractive; stats.backward_converged says per "
-            f"call.")
+            f"'backward_steps' (or the method's steps), use method='hybrid' "
+            f"(its adjoint is solved to tolerance) or 'gmres', or make F more "
+            f"contractive; stats.backward_converged says per call.")
     if cfg.monitor is not None:
         cfg.monitor.warn_once("adjoint", text)
     else:  # one text for every call: Python shows it once per place
         warnings.warn("rbp: an adjoint solve stopped at its cap above its "
                       "tolerance, so the gradient is off (the numbers are "
                       "in stats.backward_residual / backward_converged). "
-                      "Raise 'backward_steps', use method='cg', or make F "
-                      "more contractive.", ConvergenceWarning,
+                      "Raise 'backward_steps', use method='hybrid' or "
+                      "'gmres', or make F more contractive.", ConvergenceWarning,
                       stacklevel=user_stacklevel())
 
 

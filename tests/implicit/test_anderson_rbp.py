@@ -146,3 +146,55 @@ def test_recorded_mixing_takes_the_same_steps() -> None:
         assert recorded.h.grad_fn is not None
         torch.testing.assert_close(recorded.h.detach(), fast.h, rtol=0,
                                    atol=1e-12)
+
+
+@pytest.mark.slow
+def test_the_adjoints_ridge_keeps_the_mixing_a_krylov_method() -> None:
+    """The adjoint is linear, so its ridge (relative to the window's largest
+    squared residual) only guards a singular small solve. The forward
+    solver's 1e-4 is large beside a window whose residuals span a few
+    orders of magnitude and turned the mixing into near plain iteration on
+    the quick start's trained layer (107 products against 30). Here: the
+    quick start's model trained 50 epochs, then in float64 the default
+    needs under half the products of lam=1e-4, and its gradient is that of
+    GMRES solved to 1e-11."""
+    import importlib.util
+    from pathlib import Path
+
+    import torch.nn.functional as F
+
+    from pyg_rbp import GMRES
+    path = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
+    spec = importlib.util.spec_from_file_location("quickstart", path)
+    qs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(qs)
+    x, edge_index, y, train, _ = qs.make_data(0)
+    torch.manual_seed(0)
+    model = qs.Net(16, 32, 4, RBPGatedGraphConv(32, num_layers=100,
+                                                normalize=True))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=5e-4)
+    for _ in range(50):
+        opt.zero_grad()
+        F.cross_entropy(model(x, edge_index)[train], y[train]).backward()
+        opt.step()
+    model.double()
+    x = x.double()
+    model.conv.tol = 1e-10
+
+    def solve(method):
+        model.conv.method = method
+        model.zero_grad()
+        F.cross_entropy(model(x, edge_index)[train], y[train]).backward()
+        assert model.conv.stats.backward_converged
+        return (model.conv.stats.backward_steps,
+                [p.grad.clone() for p in model.parameters()])
+
+    steps, grads = solve(AndersonRBP(steps=1000, tol=1e-8))
+    ridged, _ = solve(AndersonRBP(steps=1000, tol=1e-8, lam=1e-4))
+    _, exact = solve(GMRES(steps=300, tol=1e-11))
+    assert 2 * steps < ridged
+    for a, b in zip(grads, exact):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+    assert AndersonRBP().lam == 1e-8
+    with pytest.raises(ValueError, match="'lam' must be a finite number"):
+        AndersonRBP(lam=-1.0)
