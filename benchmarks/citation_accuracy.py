@@ -151,9 +151,11 @@ def main() -> int:
                     data_root=a.data_root, accelerator=a.accelerator,
                     progress_bar=False, output_dir=a.output_dir,
                     download=False))
+                # the checkpoint's path is this machine's and temporary
                 for key in ("history", "residual_trace_first",
-                            "residual_trace_final", "config"):
-                    r.pop(key)
+                            "residual_trace_final", "config",
+                            "best_checkpoint"):
+                    r.pop(key, None)
                 r["cell"] = cell
                 r["features"] = ours_features
                 records.append(r)
