@@ -159,9 +159,8 @@ class BabiModule(RBPLightningModule):
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        with self._saved() as meter:
+        with self._metered():
             loss = self._scores(batch, "train")
-        self._log_saved(meter)
         return self._add_penalty(loss, self.model.stats)
 
     def on_train_batch_end(self, outputs: Any, batch: Any,

@@ -3,7 +3,8 @@ penalty, the optimiser and exact resumption."""
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -84,12 +85,14 @@ class RBPLightningModule(pl.LightningModule):
     #: runs report it: a step that unrolled its propagation shows here).
     peak_saved_bytes: int = 0
 
-    def _saved(self) -> SavedTensorMeter:
-        """A meter for the training forward; :meth:`_log_saved` reads it."""
-        return SavedTensorMeter()
-
-    def _log_saved(self, meter: SavedTensorMeter) -> None:
-        """Log the step's autograd-saved MiB and keep the peak."""
+    @contextmanager
+    def _metered(self) -> Iterator[None]:
+        """Meter the bytes autograd saves inside (the training forward),
+        then log them as ``saved_mib`` and keep the peak. A meter around
+        the whole training step sees nothing: the innermost autograd
+        saved-tensor hooks take the tensors."""
+        with SavedTensorMeter() as meter:
+            yield
         self.peak_saved_bytes = max(self.peak_saved_bytes, meter.bytes)
         self._log("saved_mib", meter.bytes / 2**20)
 

@@ -87,9 +87,8 @@ class GraphClassificationModule(RBPLightningModule):
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        with self._saved() as meter:
+        with self._metered():
             loss = self._scores(batch, "train")
-        self._log_saved(meter)
         stats = self.model.stats
         if stats is not None:
             steps = stats.graph_steps

@@ -96,14 +96,13 @@ class NodeClassificationModule(RBPLightningModule):
 
     # -- training --------------------------------------------------------
     def training_step(self, batch: Data, batch_idx: int) -> Tensor:
-        with self._saved() as meter:
+        with self._metered():
             out = self.model(batch.x, batch.edge_index)
         if hasattr(batch, "batch_size"):  # NeighborLoader: seeds come first
             out, y = out[:batch.batch_size], batch.y[:batch.batch_size]
         else:
             out, y = out[batch.train_mask], batch.y[batch.train_mask]
         loss = F.cross_entropy(out, y)
-        self._log_saved(meter)
         loss = self._add_penalty(loss, self.model.stats)
         self._log("train_loss", F.cross_entropy(out.detach(), y))
         self._log("train_acc", self._accuracy(out.detach(), y))
