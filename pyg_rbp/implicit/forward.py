@@ -83,7 +83,9 @@ class AndersonMixer:
     (the values of :math:`f` and the residuals) and the Gram matrices of the
     residuals are updated by one row per step: a step costs about
     ``2 * memory`` products of length ``n``, instead of re-stacking the
-    history and forming whole Gram matrices each time. With autograd (BPTT
+    history and forming whole Gram matrices each time; the buffers are
+    mixed in slot order, never re-ordered (the weights do not depend on the
+    order). With autograd (BPTT
     through the mixing) the history is kept as a list of tensors and
     stacked out of place, so that autograd can record it; both paths take
     the same steps.
@@ -120,11 +122,13 @@ class AndersonMixer:
         return node.new_zeros(used, self.num_groups).index_add(
             1, self.groups, node)
 
-    def _weights(self, gram: Tensor) -> Tensor:
+    def _weights(self, gram: Tensor, newest: int = -1) -> Tensor:
         """``[groups, used]`` mixing weights from the residuals' Gram
         matrices ``[groups, used, used]``; a group whose small solve fails
-        or is not finite takes the plain step (all weight on the newest,
-        ``used - 1`` in the caller's order)."""
+        or is not finite takes the plain step (all weight on the history's
+        entry ``newest``). The weights do not depend on the order of the
+        history (the ridge is on the diagonal, the constraint symmetric),
+        so the ring buffers are used in slot order."""
         used = gram.size(-1)
         dtype = gram.dtype
         # a few numbers: solved in double precision (float32 where the
@@ -141,7 +145,7 @@ class AndersonMixer:
         alpha = alpha.squeeze(-1)
         alpha = alpha / alpha.sum(-1, keepdim=True)
         bad = (info != 0) | ~torch.isfinite(alpha).all(-1)
-        return torch.where(bad[:, None], eye[-1], alpha).to(dtype)
+        return torch.where(bad[:, None], eye[newest], alpha).to(dtype)
 
     def _mix(self, alpha: Tensor, values: Tensor, like: Tensor) -> Tensor:
         """``sum_i alpha[group, i] values[i]``, shaped like ``like``."""
@@ -188,15 +192,8 @@ class AndersonMixer:
         self._gram[:, :used, slot] = row
         if used == 1:
             return fh
-        # the history in the order oldest .. newest (the slots of a full
-        # ring start after the newest), so a failed solve falls back to
-        # the newest value, fh
-        order = torch.arange(slot + 1, slot + 1 + used,
-                             device=f.device) % used if used == m else \
-            torch.arange(used, device=f.device)
-        gram = self._gram[:, :used, :used][:, order][:, :, order]
-        alpha = self._weights(gram)
-        return self._mix(alpha, self._f[:used][order], fh)
+        alpha = self._weights(self._gram[:, :used, :used], newest=slot)
+        return self._mix(alpha, self._f[:used], fh)
 
 
 @dataclass

@@ -103,7 +103,9 @@ class RunConfig:
                                      "anderson for the contractive step, "
                                      "fixed_point for --cell gru)")
     backward_tol: Optional[float] = opt(
-        1e-6, help="stop the adjoint solve at this relative residual")
+        None, help="stop the adjoint solve at this relative residual "
+                   "(unset: the layer's: --tol with the contractive step, "
+                   "1e-6 with --cell gru)")
     hidden: int = opt(64, minimum=1, help="hidden channels C")
     max_epochs: int = opt(200, minimum=1, help="training epochs")
     seed: int = opt(0, help="random seed")

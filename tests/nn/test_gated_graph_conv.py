@@ -44,14 +44,20 @@ def test_repr_and_defaults() -> None:
     assert conv.stats.backward_method == "bptt"
     assert conv.stats.backward_steps == 100
     # converged: the implicit gradient, its adjoint solved to tolerance by
-    # Anderson-RBP (the contractive step's default) or Neumann-RBP (GRU)
-    for cell, adjoint in (("contractive", "anderson"), ("gru", "neumann")):
+    # Anderson-RBP (the contractive step's default, to the forward's tol)
+    # or Neumann-RBP (GRU, to 1e-6)
+    for cell, adjoint, tol in (("contractive", "anderson", 1e-5),
+                               ("gru", "neumann", 1e-6)):
         conv = RBPGatedGraphConv(16, cell=cell)
+        assert conv.backward_tol == tol
         conv(x, edge_index).sum().backward()
         assert conv.stats.converged
         assert conv.stats.backward_method == adjoint
         assert conv.stats.backward_converged is True
-        assert conv.stats.backward_residual <= 1e-6
+        assert conv.stats.backward_residual <= tol
+    assert RBPGatedGraphConv(16, tol=1e-3).backward_tol == 1e-3
+    assert RBPGatedGraphConv(16, tol=0.0).backward_tol == 1e-6
+    assert RBPGatedGraphConv(16, backward_tol=1e-9).backward_tol == 1e-9
 
 
 def test_same_positional_arguments_as_gated_graph_conv() -> None:
