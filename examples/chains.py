@@ -146,7 +146,9 @@ def run_seed(a: argparse.Namespace, seed: int) -> Dict[str, Any]:
         if stats is not None:
             record.update(fwd_steps=stats.forward_steps,
                           fwd_residual=stats.forward_residual,
-                          bwd_steps=stats.backward_steps or 0)
+                          bwd_steps=stats.backward_steps or 0,
+                          converged=bool(stats.converged),
+                          unrolled=stats.backward_method == "bptt")
         model.eval()
         with torch.no_grad():
             out = model(data.x, data.edge_index)
@@ -177,7 +179,23 @@ def run_seed(a: argparse.Namespace, seed: int) -> Dict[str, Any]:
             "mean_forward_steps": statistics.mean(fwd) if fwd else None,
             "mean_backward_steps": statistics.mean(bwd) if bwd else None,
             "final_forward_residual": history[-1].get("fwd_residual"),
+            # shares of the training calls: forward reached tol; gradient
+            # by back-propagation through the steps (the hybrid's fallback)
+            "forward_converged": _share(history, "converged"),
+            "unrolled": _share(history, "unrolled"),
             "nodes": data.num_nodes, "history": history}
+
+
+def _share(history: List[Dict[str, Any]], key: str) -> Optional[float]:
+    """The share of epochs whose record has ``key`` true (``None`` where no
+    record has it: a model without stats)."""
+    flags = [h[key] for h in history if key in h]
+    return sum(flags) / len(flags) if flags else None
+
+
+def _mean_of(seeds: List[Dict[str, Any]], key: str) -> Optional[float]:
+    values = [s[key] for s in seeds if s.get(key) is not None]
+    return statistics.mean(values) if values else None
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -289,10 +307,17 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"test acc {100 * result['test_acc']:.1f} ± "
           f"{100 * result['test_acc_std']:.1f} % over {a.seeds} seed(s); "
           f"forward steps {result['forward_steps']:.0f}, backward steps "
-          f"{result['backward_steps']:.0f}, autograd-saved "
+          f"{result['backward_steps']:.0f}, "
+          f"{_percent(result['forward_converged'])} of training calls "
+          f"converged, {_percent(result['unrolled'])} unrolled, "
+          f"autograd-saved "
           f"{result['saved_bytes'] / 2**20:.1f} MiB, "
           f"{result['epoch_s']:.3f} s/epoch")
     return 0
+
+
+def _percent(share: Optional[float]) -> str:
+    return "n/a" if share is None else f"{100 * share:.0f} %"
 
 
 def summarise(a: argparse.Namespace,
@@ -307,6 +332,8 @@ def summarise(a: argparse.Namespace,
                 s["mean_forward_steps"] or 0 for s in seeds),
             "backward_steps": statistics.mean(
                 s["mean_backward_steps"] or 0 for s in seeds),
+            "forward_converged": _mean_of(seeds, "forward_converged"),
+            "unrolled": _mean_of(seeds, "unrolled"),
             "saved_bytes": max(s["saved_bytes"] for s in seeds),
             "peak_rss_bytes": max(s["peak_rss_bytes"] for s in seeds),
             "epoch_s": statistics.mean(s["epoch_s"] for s in seeds),

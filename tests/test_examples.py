@@ -51,3 +51,24 @@ def test_quickstart_reports_what_the_gradient_was() -> None:
     assert len(notes) == 1 and notes[0].startswith("[cell='gru' (0.1)]")
     assert "did not reach tol=1e-05 within 30 steps" in notes[0] and \
         "back-propagation through the steps" in notes[0]
+
+
+def test_chains_reports_converged_and_unrolled_shares(tmp_path) -> None:
+    """The chains report counts its training calls: at the default (the
+    contractive step) every call reaches tol and none is unrolled; with the
+    GRU step and tol=0 (never converged) every call is back-propagated
+    through its steps, and the saved memory shows it."""
+    import json
+    reports = {}
+    for name, extra in (("default", []),
+                        ("gru", ["--cell", "gru", "--tol", "0"])):
+        path = tmp_path / f"{name}.json"
+        out = _run("examples/chains.py", "--length", "10", "--max-epochs",
+                   "4", "--seeds", "1", "--output-json", str(path), *extra)
+        reports[name] = json.loads(path.read_text())
+        assert "of training calls converged" in out
+    default, gru = reports["default"], reports["gru"]
+    assert default["forward_converged"] == 1.0 and default["unrolled"] == 0.0
+    assert gru["forward_converged"] == 0.0 and gru["unrolled"] == 1.0
+    assert [s["forward_converged"] for s in default["seeds"]] == [1.0]
+    assert gru["saved_bytes"] > 10 * default["saved_bytes"]
