@@ -259,29 +259,42 @@ def gmres(vjp: Op, g: Tensor, max_steps: int, tol: float) -> AdjointResult:
     r"""GMRES on :math:`(I - J^\top) z = g`, without restarts.
 
     Builds an orthonormal Krylov basis of :math:`(I - J^\top)` from
-    :math:`g` (Arnoldi, modified Gram-Schmidt) and takes the :math:`z` of
-    the Krylov space that minimises the residual
-    :math:`\|g - (I - J^\top) z\|`; one ``vjp`` per iteration, no ``jvp``.
-    Unlike the Neumann series it converges for any invertible
-    :math:`I - J^\top` (also where :math:`\rho(J) \ge 1` or a non-normal
-    :math:`J` makes the series grow before it shrinks), in at most
-    :math:`n` iterations in exact arithmetic; it holds ``max_steps + 1``
-    basis vectors of the size of the state. Stops once the residual
-    relative to :math:`\|g\|` is below ``tol``.
+    :math:`g` (Arnoldi) and takes the :math:`z` of the Krylov space that
+    minimises the residual :math:`\|g - (I - J^\top) z\|`; one ``vjp`` per
+    iteration, no ``jvp``. Unlike the Neumann series it converges for any
+    invertible :math:`I - J^\top` (also where :math:`\rho(J) \ge 1` or a
+    non-normal :math:`J` makes the series grow before it shrinks), in at
+    most :math:`n` iterations in exact arithmetic; it holds up to
+    ``max_steps + 1`` basis vectors of the size of the state. Stops once the
+    residual relative to :math:`\|g\|` is below ``tol``.
+
+    Each new vector is orthogonalised by classical Gram-Schmidt applied
+    twice (CGS2: two products with the whole basis, no per-vector loop).
+    One pass of modified Gram-Schmidt loses orthogonality in float32 on
+    large states: on a PubMed-size state the residual stalled at 3e-5
+    after 100 products, where the second pass reaches 1e-6 in 31.
     """
     gnorm = _norm(g)
     if gnorm == 0 or not _finite(gnorm):
         return _passed_through(g)
-    basis = [g / gnorm]
+    flat = g.reshape(-1)
+    # the basis as rows of one buffer, grown by doubling (so that a short
+    # solve with a large cap holds only what it uses)
+    basis = flat.new_empty(min(max_steps + 1, 16), flat.numel())
+    basis[0] = flat / gnorm
     # the Hessenberg matrix in float64 on the host (small: steps^2)
     hess = torch.zeros(max_steps + 1, max_steps, dtype=torch.float64)
     res, steps = 1.0, 0
     y: Optional[Tensor] = None
     for k in range(max_steps):
-        w = basis[k] - vjp(basis[k])
-        for i in range(k + 1):
-            hess[i, k] = float(_dot(basis[i], w))
-            w = w - hess[i, k].item() * basis[i]
+        v = basis[k].view_as(g)
+        w = (v - vjp(v)).reshape(-1)
+        used = basis[:k + 1]
+        coef = used @ w
+        w = w - coef @ used
+        again = used @ w  # the second pass: what the first left behind
+        w = w - again @ used
+        hess[:k + 1, k] = (coef + again).to(torch.float64).cpu()
         hess[k + 1, k] = _norm(w)
         rhs = torch.zeros(k + 2, dtype=torch.float64)
         rhs[0] = gnorm
@@ -294,11 +307,14 @@ def gmres(vjp: Op, g: Tensor, max_steps: int, tol: float) -> AdjointResult:
             return AdjointResult(g.clone(), k, float("inf"), True)
         if res < tol or float(hess[k + 1, k]) <= 1e-14 * gnorm:
             break
-        basis.append(w / float(hess[k + 1, k]))
-    z = torch.zeros_like(g)
-    for i in range(steps):
-        z.add_(basis[i], alpha=float(y[i]))
-    return AdjointResult(z, steps, res, False)
+        if k + 1 == basis.size(0):
+            grown = basis.new_empty(min(2 * basis.size(0), max_steps + 1),
+                                    basis.size(1))
+            grown[:k + 1] = basis
+            basis = grown
+        basis[k + 1] = w / float(hess[k + 1, k])
+    z = y.to(basis.dtype).to(basis.device) @ basis[:steps]
+    return AdjointResult(z.view_as(g), steps, res, False)
 
 
 #: The adjoint's Anderson ridge, relative to the largest residual of the
