@@ -5,10 +5,11 @@ Propagate messages until node states reach a fixed point
 implicit function theorem (Neumann, CG or fixed-point RBP) instead of
 unrolling through time (Liao et al., ICML 2018).
 """
-from .implicit import (BPTT, CG, METHODS, SOLVERS, TBPTT, AndersonRBP,
-                       ClosedFormMap, ConvergenceMonitor, ConvergenceWarning,
-                       FixedPoint, GMRES, GradientMethod, Hybrid, Neumann,
-                       RBPStats, rbp)
+from .implicit import (BPTT, CG, METHODS, SOLVERS, TBPTT, Anderson,
+                       AndersonRBP, Broyden, ClosedFormMap,
+                       ConvergenceMonitor, ConvergenceWarning, FixedPoint,
+                       FixedPointIteration, ForwardSolver, GMRES,
+                       GradientMethod, Hybrid, Neumann, RBPStats, rbp)
 from .nn import HopfieldConv, RBPGatedGraphConv
 
 __version__ = "0.2.0"
@@ -16,5 +17,6 @@ __version__ = "0.2.0"
 __all__ = ["rbp", "RBPStats", "ConvergenceWarning", "RBPGatedGraphConv",
            "HopfieldConv", "Neumann", "CG", "FixedPoint", "BPTT", "TBPTT",
            "Hybrid", "GMRES", "AndersonRBP", "ConvergenceMonitor",
-           "GradientMethod", "ClosedFormMap",
+           "GradientMethod", "ClosedFormMap", "ForwardSolver",
+           "FixedPointIteration", "Anderson", "Broyden",
            "METHODS", "SOLVERS", "__version__"]

@@ -34,7 +34,8 @@ from typing import Callable, List, Optional
 import torch
 from torch import Tensor
 
-from .forward import AndersonMixer, check_interval, host_dtype
+from .forward import check_interval, host_dtype
+from .mixing import AndersonMixer
 
 #: A residual this many times above the smallest one seen counts as divergence.
 DIVERGENCE_RATIO = 1e3
@@ -329,7 +330,7 @@ def anderson(vjp: Op, g: Tensor, max_steps: int, tol: float,
              lam: float = ADJOINT_ANDERSON_LAM) -> AdjointResult:
     r"""The iteration :math:`z \leftarrow J^\top z + g` from :math:`z_0 = g`,
     accelerated by Anderson mixing over the last ``memory`` iterates
-    (:class:`~pyg_rbp.implicit.forward.AndersonMixer`).
+    (:class:`~pyg_rbp.implicit.mixing.AndersonMixer`).
 
     For the linear map :math:`z \mapsto J^\top z + g` Anderson mixing is a
     Krylov method (it matches GMRES with a sliding window), so where

@@ -1,13 +1,9 @@
-r"""Forward solvers: iterate :math:`h \leftarrow F(h)` towards a fixed point.
+r"""The forward loop: iterate :math:`h \leftarrow F(h)` towards a fixed point.
 
-Two solvers share one loop:
-
-* ``'fixed_point'``: plain iteration :math:`h_{k+1} = F(h_k)` (the paper's).
-* ``'anderson'``: Anderson acceleration (type II, Walker & Ni 2011). With the
-  last :math:`m` iterates :math:`h_i` and residuals :math:`g_i = F(h_i) - h_i`,
-  solve :math:`\min_\alpha \|\sum_i \alpha_i g_i\|^2 + \lambda\|\alpha\|^2`
-  subject to :math:`\sum_i \alpha_i = 1` and take
-  :math:`h_{k+1} = \sum_i \alpha_i F(h_i)`.
+One loop serves every forward solver (:mod:`pyg_rbp.implicit.solvers`): it
+evaluates :math:`F(h_k)`, measures the residual and hands
+:math:`(h_k, F(h_k))` to the solver's mixer for the next iterate (plain
+iteration has none: :math:`h_{k+1} = F(h_k)`).
 
 Convergence is measured by the relative residual
 :math:`r = \|F(h) - h\| / (\|h\| + \epsilon)`. With ``batch`` (PyG's node-to-
@@ -27,8 +23,8 @@ from torch import Tensor
 from .maps import restrict
 from .precision import STALL_STEPS, autocast_dtype, full_precision, \
     switch_tol
+from .solvers import SolverLike, resolve_solver
 
-SOLVERS = ("fixed_point", "anderson")
 
 #: Steps between reads of the residuals on an accelerator (see
 #: :func:`iterate`); the CPU reads after every step.
@@ -61,139 +57,6 @@ def graph_residual(new: Tensor, old: Tensor, batch: Optional[Tensor],
         den = ref.new_zeros(num_graphs).index_add_(
             0, batch, ref.pow(2).sum(-1))
         return num.sqrt() / (den.sqrt() + _EPS)
-
-
-class AndersonMixer:
-    """Anderson mixing with a bounded history: given :math:`x_k` and
-    :math:`f(x_k)`, the next iterate is the combination of the last
-    ``memory`` values of :math:`f` whose residuals :math:`f(x_i) - x_i`
-    combine to the smallest norm (weights summing to 1, a relative ridge
-    ``lam``). Used by the forward solver ``'anderson'`` and the adjoint
-    method of the same name.
-
-    With ``groups`` (PyG's node-to-graph vector: the state's first dimension
-    indexes nodes) each graph gets weights of its own, from its own rows:
-    the graphs of a batch are separate problems, so a graph's iterates do
-    not depend on the graphs it is batched with, and each graph's few slow
-    modes are what its small history has to capture (one shared history
-    for a whole batch converged in about as many steps as plain iteration's
-    third on MUTAG batches of 32).
-
-    Without autograd the history lives in two ``[memory, n]`` ring buffers
-    (the values of :math:`f` and the residuals) and the Gram matrices of the
-    residuals are updated by one row per step: a step costs about
-    ``2 * memory`` products of length ``n``, instead of re-stacking the
-    history and forming whole Gram matrices each time; the buffers are
-    mixed in slot order, never re-ordered (the weights do not depend on the
-    order). With autograd (BPTT
-    through the mixing) the history is kept as a list of tensors and
-    stacked out of place, so that autograd can record it; both paths take
-    the same steps.
-    """
-
-    def __init__(self, memory: int = 5, lam: float = 1e-4,
-                 groups: Optional[Tensor] = None,
-                 num_groups: int = 1) -> None:
-        self.memory = memory
-        self.lam = lam
-        self.groups = groups
-        self.num_groups = num_groups if groups is not None else 1
-        self.xs: List[Tensor] = []
-        self.fs: List[Tensor] = []
-        self._f: Optional[Tensor] = None  # ring buffers (no grad)
-        self._g: Optional[Tensor] = None
-        self._gram: Optional[Tensor] = None
-        self._count = 0
-
-    def __call__(self, h: Tensor, fh: Tensor) -> Tensor:
-        if torch.is_grad_enabled() and (h.requires_grad or fh.requires_grad):
-            return self._recorded(h, fh)
-        return self._ring(h, fh)
-
-    def _dots(self, history: Tensor, g: Tensor) -> Tensor:
-        """``[used, groups]``: each history row's product with ``g``, per
-        group (one group without ``groups``)."""
-        used = history.size(0)
-        if self.groups is None:
-            return (history.reshape(used, -1) @ g.reshape(-1)).unsqueeze(1)
-        rows = g.size(0)
-        node = (history.reshape(used, rows, -1) *
-                g.reshape(1, rows, -1)).sum(-1)
-        return node.new_zeros(used, self.num_groups).index_add(
-            1, self.groups, node)
-
-    def _weights(self, gram: Tensor, newest: int = -1) -> Tensor:
-        """``[groups, used]`` mixing weights from the residuals' Gram
-        matrices ``[groups, used, used]``; a group whose small solve fails
-        or is not finite takes the plain step (all weight on the history's
-        entry ``newest``). The weights do not depend on the order of the
-        history (the ridge is on the diagonal, the constraint symmetric),
-        so the ring buffers are used in slot order."""
-        used = gram.size(-1)
-        dtype = gram.dtype
-        # a few numbers: solved in double precision (float32 where the
-        # device has no float64), whatever the state's dtype
-        gram = gram.to(torch.float32 if gram.device.type == "mps"
-                       else torch.float64)
-        # Scale the regulariser with the residual size so it stays relative.
-        reg = self.lam * gram.diagonal(dim1=-2, dim2=-1).amax(-1) \
-            .clamp_min(_EPS)
-        eye = torch.eye(used, dtype=gram.dtype, device=gram.device)
-        ones = gram.new_ones(gram.size(0), used, 1)
-        alpha, info = torch.linalg.solve_ex(gram + reg[:, None, None] * eye,
-                                            ones)
-        alpha = alpha.squeeze(-1)
-        alpha = alpha / alpha.sum(-1, keepdim=True)
-        bad = (info != 0) | ~torch.isfinite(alpha).all(-1)
-        return torch.where(bad[:, None], eye[newest], alpha).to(dtype)
-
-    def _mix(self, alpha: Tensor, values: Tensor, like: Tensor) -> Tensor:
-        """``sum_i alpha[group, i] values[i]``, shaped like ``like``."""
-        used = values.size(0)
-        if self.groups is None:
-            return (alpha[0] @ values.reshape(used, -1)).reshape(like.shape)
-        rows = like.size(0)
-        per_row = alpha.t()[:, self.groups].unsqueeze(-1)  # [used, rows, 1]
-        values = values.reshape(used, rows, -1)
-        mixed = values[0] * per_row[0]
-        for i in range(1, used):  # a few row-scaled sums, no batched GEMM
-            mixed.addcmul_(values[i], per_row[i])
-        return mixed.reshape(like.shape)
-
-    def _recorded(self, h: Tensor, fh: Tensor) -> Tensor:
-        self.xs.append(h)
-        self.fs.append(fh)
-        if len(self.xs) > self.memory:
-            self.xs.pop(0)
-            self.fs.pop(0)
-        if len(self.xs) == 1:
-            return fh
-        F = torch.stack(self.fs)
-        G = F - torch.stack(self.xs)
-        gram = torch.stack([self._dots(G, G[i]) for i in range(G.size(0))],
-                           dim=1)  # [used, used, groups]
-        alpha = self._weights(gram.permute(2, 0, 1))
-        return self._mix(alpha, F, fh)
-
-    def _ring(self, h: Tensor, fh: Tensor) -> Tensor:
-        f = fh.reshape(-1)
-        m = self.memory
-        if self._f is None:
-            self._f = f.new_empty(m, f.numel())
-            self._g = f.new_empty(m, f.numel())
-            self._gram = f.new_zeros(self.num_groups, m, m)
-        slot = self._count % m
-        self._count += 1
-        self._f[slot].copy_(f)
-        g = torch.sub(f, h.reshape(-1), out=self._g[slot])
-        used = min(self._count, m)
-        row = self._dots(self._g[:used], g.view(fh.shape)).t()  # [B, used]
-        self._gram[:, slot, :used] = row
-        self._gram[:, :used, slot] = row
-        if used == 1:
-            return fh
-        alpha = self._weights(self._gram[:, :used, :used], newest=slot)
-        return self._mix(alpha, self._f[:used], fh)
 
 
 @dataclass
@@ -260,7 +123,7 @@ class _Trace:
 
 
 def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
-            tol: float, solver: str, batch: Optional[Tensor],
+            tol: float, solver: SolverLike, batch: Optional[Tensor],
             num_graphs: int, check_every: int = 1) -> IterationResult:
     """Run at most ``max_steps`` evaluations of ``f`` from ``h``.
 
@@ -300,8 +163,7 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
                              device=device)
     graph_res = torch.full((num_graphs,), float("inf"), device=device,
                            dtype=h.dtype)
-    mixer = AndersonMixer(groups=batch, num_groups=num_graphs) \
-        if solver == "anderson" else None
+    mixer = resolve_solver(solver).mixer(batch, num_graphs)
     steps = 0
     device_type = h.device.type
     record = _Trace(autocast_dtype(device_type), tol)

@@ -29,12 +29,14 @@ from torch import Tensor
 
 from .._checks import (check_batch, check_choice, check_float_tensor,
                        check_int, check_tol)
-from .forward import (SOLVERS, AndersonMixer, IterationResult,
-                      check_interval, graph_residual, iterate)
+from .forward import (IterationResult, check_interval, graph_residual,
+                      iterate)
 from .maps import closed_form_vjp, promises_closed_form, release
 from .methods import (BPTT, TBPTT, GradientMethod, Hybrid, MethodLike,
                       resolve_method)
 from .precision import full_precision, switch_tol
+from .solvers import (FixedPointIteration, ForwardSolver, SolverLike,
+                      resolve_solver)
 from .stats import (ConvergenceMonitor, ConvergenceWarning, RBPStats,
                     user_stacklevel)
 from .tree import FlatMap, State, TreeSpec
@@ -274,13 +276,15 @@ def _report_forward(stats: RBPStats, it: IterationResult,
 
 
 def _unrolled_bytes(f: Callable[[Tensor], Tensor], h: Tensor,
-                    steps: int, solver: str = "fixed_point") -> int:
+                    steps: int,
+                    solver: SolverLike = "fixed_point") -> int:
     """Bytes autograd would keep for ``steps`` recorded steps of ``f``
     from about ``h``: two steps are recorded (and dropped) to count what
     each step adds; storages both steps save (parameters, inputs, the
-    adjacency) count once, not per step. With ``solver='anderson'`` each
-    recorded step also keeps the mixer's stacked history (the values of
-    :math:`F` and the residuals: twice the states in memory, which fills
+    adjacency) count once, not per step. A solver with a mixer also keeps
+    its history alive per recorded step
+    (:meth:`~pyg_rbp.implicit.solvers.ForwardSolver.recorded_states`: for
+    Anderson the stacked values of :math:`F` and the residuals, which fill
     up over the first steps)."""
     seen: List[dict] = [{}, {}]
     current = [0]
@@ -303,10 +307,8 @@ def _unrolled_bytes(f: Callable[[Tensor], Tensor], h: Tensor,
     first, second = seen
     per_step = sum(b for k, b in second.items() if k not in first)
     total = sum(first.values()) + per_step * max(steps - 1, 0)
-    if solver == "anderson":
-        memory = AndersonMixer().memory
-        states = sum(min(k, memory) for k in range(2, steps + 1))
-        total += 2 * states * tensor_bytes(h)
+    total += resolve_solver(solver).recorded_states(steps) * \
+        tensor_bytes(h)
     return total
 
 
@@ -362,7 +364,8 @@ def _penalty_at(f: Callable[[Tensor], Tensor], h: Tensor,
 
 def rbp(f: Callable[[Any], Any], h0: State, *,
         method: MethodLike = "neumann",
-        max_iter: int = 100, tol: float = 1e-5, solver: str = "fixed_point",
+        max_iter: int = 100, tol: float = 1e-5,
+        solver: SolverLike = "fixed_point",
         backward_steps: Optional[int] = None,
         backward_tol: Optional[float] = None,
         batch: Optional[Tensor] = None,
@@ -409,7 +412,11 @@ def rbp(f: Callable[[Any], Any], h0: State, *,
             :math:`\|F(h) - h\| / (\|h\| + \epsilon)` is at most ``tol``;
             ``0`` runs exactly ``max_iter`` steps and never warns.
             (default: :obj:`1e-5`)
-        solver (str, optional): ``'fixed_point'`` or ``'anderson'``.
+        solver (str or ForwardSolver, optional): The forward solver, a value
+            with its settings (:class:`~pyg_rbp.implicit.Anderson`
+            ``(memory=8)``, :class:`~pyg_rbp.implicit.Broyden`,
+            :class:`~pyg_rbp.implicit.FixedPointIteration`) or its name,
+            ``'fixed_point'``, ``'anderson'`` or ``'broyden'``.
             (default: :obj:`"fixed_point"`)
         backward_steps (int, optional): With ``method`` given by name: the
             most adjoint iterations (terms :math:`K` of the Neumann series,
@@ -518,7 +525,7 @@ def rbp(f: Callable[[Any], Any], h0: State, *,
         raise TypeError(f"'method' {gradient!r} is neither implicit (a "
                         f"GradientMethod with implicit = True and a solve) "
                         f"nor BPTT / TBPTT")
-    check_choice("solver", solver, SOLVERS)
+    solver = resolve_solver(solver)
     check_int("max_iter", max_iter, 1)
     tol = check_tol("tol", tol)
     if jacobian_penalty is not None:
@@ -547,7 +554,7 @@ def rbp(f: Callable[[Any], Any], h0: State, *,
                              "is given (got a 0-d tensor)")
         batch = check_batch(batch, h0.size(0)).to(h0.device)
     num_graphs = _num_graphs(batch)
-    stats = RBPStats(method=gradient.name, solver=solver)
+    stats = RBPStats(method=gradient.name, solver=solver.name)
 
     if isinstance(gradient, BPTT) and torch.is_grad_enabled():
         return _unrolled(f, h0, max_iter, tol, solver, batch, num_graphs,
@@ -628,7 +635,7 @@ def rbp(f: Callable[[Any], Any], h0: State, *,
 
 
 def _unrolled(f: Callable[[Tensor], Tensor], h0: Tensor, max_iter: int,
-              tol: float, solver: str, batch: Optional[Tensor],
+              tol: float, solver: ForwardSolver, batch: Optional[Tensor],
               num_graphs: int, stats: RBPStats,
               jacobian_penalty: Optional[str],
               monitor: Optional[ConvergenceMonitor]

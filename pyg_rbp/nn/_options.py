@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .._checks import check_choice, check_int, check_tol
-from ..implicit import (REGISTRY, SOLVERS, ConvergenceMonitor,
-                        GradientMethod, Hybrid, MethodLike, resolve_method)
+from .._checks import check_int, check_tol
+from ..implicit import (REGISTRY, ConvergenceMonitor, GradientMethod,
+                        Hybrid, MethodLike, SolverLike, resolve_method,
+                        resolve_solver)
 
 
 def set_solver_options(layer: Any, method: MethodLike, tol: float,
-                       solver: str, backward_steps: Optional[int],
+                       solver: SolverLike, backward_steps: Optional[int],
                        backward_tol: Optional[float],
                        default_steps: int = 20,
                        default_tol: float = 1e-6,
@@ -39,7 +40,8 @@ def set_solver_options(layer: Any, method: MethodLike, tol: float,
             "backward_tol", default_tol if backward_tol is None
             else backward_tol)
     layer.tol = check_tol("tol", tol)
-    layer.solver = check_choice("solver", solver, SOLVERS)
+    resolve_solver(solver)  # a name from SOLVERS or a value, else raise
+    layer.solver = solver
     # the layer's tally of its training calls; it warns once per instance
     layer.monitor = ConvergenceMonitor(owner=type(layer).__name__)
 

@@ -14,7 +14,7 @@ from torch_geometric.utils import spmm
 
 from .._checks import (check_choice, check_finite, check_float_tensor,
                        check_int, check_tol)
-from ..implicit import MethodLike, RBPStats, rbp
+from ..implicit import MethodLike, RBPStats, SolverLike, rbp
 from ..implicit.precision import autocast_dtype, full_precision
 from ..implicit.methods import DEFAULT_TOL
 from ..implicit.rbp import PENALTIES
@@ -197,9 +197,12 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
             them. (default: :obj:`"hybrid"`)
         tol (float, optional): Relative residual at which propagation stops;
             ``0`` runs exactly ``num_layers`` steps. (default: :obj:`1e-5`)
-        solver (str, optional): Forward solver, :obj:`"fixed_point"` or
-            :obj:`"anderson"`. (default: :obj:`None`: ``"anderson"`` with
-            the contractive step, ``"fixed_point"`` with the GRU)
+        solver (str or ForwardSolver, optional): Forward solver, by name
+            (:obj:`"fixed_point"`, :obj:`"anderson"`, :obj:`"broyden"`) or
+            as a value with its settings (``Anderson(memory=8)``,
+            ``Broyden(memory=10)``, from :mod:`pyg_rbp`).
+            (default: :obj:`None`: ``"anderson"`` with the contractive
+            step, ``"fixed_point"`` with the GRU)
         backward_steps (int, optional): With ``method`` by name: most
             adjoint iterations (or the truncation of ``"tbptt"``); leave
             ``None`` with a method value. (default: :obj:`None`, meaning 20)
@@ -280,7 +283,7 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
                  cell: str = "contractive", gate: str = "channel",
                  carry: float = CARRY,
                  method: MethodLike = "hybrid", tol: float = 1e-5,
-                 solver: Optional[str] = None,
+                 solver: Optional[SolverLike] = None,
                  backward_steps: Optional[int] = None,
                  backward_tol: Optional[float] = None,
                  normalize: bool = False,

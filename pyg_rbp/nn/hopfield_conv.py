@@ -9,7 +9,7 @@ from torch.nn import Parameter
 from torch_geometric.nn.conv import MessagePassing
 
 from .._checks import check_choice, check_float_tensor, check_int
-from ..implicit import MethodLike, RBPStats, rbp
+from ..implicit import MethodLike, RBPStats, SolverLike, rbp
 from ._options import gradient_method, set_solver_options
 from .call_caches import CallCaches
 from .eager import eager
@@ -54,7 +54,7 @@ class HopfieldConv(CallCaches, MessagePassing):
     def __init__(self, num_neurons: int, a: float = 1.0, b: float = 0.5,
                  dt: Optional[float] = None, activation: str = "sigmoid",
                  num_steps: int = 50, *, method: MethodLike = "neumann",
-                 tol: float = 1e-5, solver: str = "fixed_point",
+                 tol: float = 1e-5, solver: SolverLike = "fixed_point",
                  backward_steps: Optional[int] = None,
                  backward_tol: Optional[float] = None,
                  **kwargs: Any) -> None:

@@ -115,7 +115,7 @@ def test_memory_is_one_step_when_the_forward_converges(cell: str,
 
 
 @pytest.mark.parametrize("cell", ["contractive", "gru"])
-@pytest.mark.parametrize("solver", ["fixed_point", "anderson"])
+@pytest.mark.parametrize("solver", ["fixed_point", "anderson", "broyden"])
 def test_unrolled_memory_estimate_matches_the_unrolled_run(
         cell: str, solver: str) -> None:
     torch.manual_seed(0)

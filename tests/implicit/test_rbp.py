@@ -374,7 +374,8 @@ def test_neumann_overwrites_only_its_own_terms() -> None:
 
 @pytest.mark.parametrize("kwargs, err, match", [
     (dict(method="adjoint"), ValueError, "'method' must be one of 'neumann'"),
-    (dict(solver="broyden"), ValueError, "'solver' must be one of"),
+    (dict(solver="newton"), ValueError, "'solver' must be one of"),
+    (dict(solver=3), TypeError, "'solver' must be a name"),
     (dict(max_iter=0), ValueError, "'max_iter' must be >= 1"),
     (dict(max_iter=2.5), TypeError, "'max_iter' must be an int"),
     (dict(tol=-1.0), ValueError, "'tol' must be a finite number >= 0"),

@@ -403,7 +403,7 @@ def test_bad_input(what, kwargs, err, match) -> None:
      "'method' must be one of 'neumann', 'cg', 'fixed_point', 'bptt', "
      "'tbptt'"),
     (dict(solver="newton"), ValueError,
-     "'solver' must be one of 'fixed_point', 'anderson'"),
+     "'solver' must be one of 'fixed_point', 'anderson', 'broyden'"),
     (dict(num_layers=0), ValueError, "'num_layers' must be >= 1"),
     (dict(backward_steps=0), ValueError, "'backward_steps' must be >= 1"),
     (dict(tol=-1e-5), ValueError, "'tol' must be a finite number >= 0"),
