@@ -9,14 +9,15 @@ from .implicit import (BPTT, CG, METHODS, SOLVERS, TBPTT, Anderson,
                        AndersonRBP, Broyden, ClosedFormMap,
                        ConvergenceMonitor, ConvergenceWarning, FixedPoint,
                        FixedPointIteration, ForwardSolver, GMRES,
-                       GradientMethod, Hybrid, Neumann, RBPStats, rbp)
+                       GradientMethod, Hybrid, Neumann, Phantom, RBPStats,
+                       rbp)
 from .nn import HopfieldConv, RBPGatedGraphConv
 
 __version__ = "0.2.0"
 
 __all__ = ["rbp", "RBPStats", "ConvergenceWarning", "RBPGatedGraphConv",
            "HopfieldConv", "Neumann", "CG", "FixedPoint", "BPTT", "TBPTT",
-           "Hybrid", "GMRES", "AndersonRBP", "ConvergenceMonitor",
+           "Hybrid", "GMRES", "AndersonRBP", "Phantom", "ConvergenceMonitor",
            "GradientMethod", "ClosedFormMap", "ForwardSolver",
            "FixedPointIteration", "Anderson", "Broyden",
            "METHODS", "SOLVERS", "__version__"]

@@ -2,7 +2,7 @@
 from .maps import ClosedFormMap
 from .methods import (BPTT, CG, IMPLICIT_METHODS, METHODS, REGISTRY, TBPTT,
                       AndersonRBP, FixedPoint, GMRES, GradientMethod, Hybrid,
-                      MethodLike, Neumann, resolve_method)
+                      MethodLike, Neumann, Phantom, resolve_method)
 from .rbp import rbp
 from .solvers import (SOLVER_REGISTRY, SOLVERS, Anderson, Broyden,
                       FixedPointIteration, ForwardSolver, SolverLike,
@@ -12,7 +12,7 @@ from .stats import ConvergenceMonitor, ConvergenceWarning, RBPStats
 __all__ = ["rbp", "RBPStats", "ConvergenceWarning", "METHODS", "SOLVERS",
            "IMPLICIT_METHODS", "REGISTRY", "GradientMethod", "MethodLike",
            "Neumann", "CG", "FixedPoint", "BPTT", "TBPTT", "Hybrid", "GMRES",
-           "AndersonRBP",
+           "AndersonRBP", "Phantom",
            "resolve_method", "SOLVER_REGISTRY", "ForwardSolver", "SolverLike",
            "FixedPointIteration", "Anderson", "Broyden", "resolve_solver", "ConvergenceMonitor",
            "ClosedFormMap"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
 Op = Callable[[Tensor], Tensor]
@@ -66,6 +67,14 @@ def closed_form_vjp(f: object, h: Tensor) -> Optional[Op]:
     """``f.vjp_at(h)`` where ``f`` offers one, else ``None``."""
     vjp_at = getattr(f, "vjp_at", None)
     return vjp_at(h) if callable(vjp_at) else None
+
+
+def autograd_vjp(h_out: Tensor, h_in: Tensor) -> Callable[[Tensor], Tensor]:
+    """``v -> J^T v`` through the recorded step ``h_out = F(h_in)``."""
+    def vjp(v: Tensor) -> Tensor:
+        (out, ) = torch.autograd.grad(h_out, h_in, v, retain_graph=True)
+        return out
+    return vjp
 
 
 def release(f: object) -> None:

@@ -37,11 +37,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar, Dict, Optional, Tuple, Type, Union
 
+import torch
 from torch import Tensor
 
 from .._checks import check_choice, check_int, check_tol
 from . import adjoint
 from .adjoint import AdjointResult, Op
+from .implicit_grad import implicit_gradient
+from .penalties import penalty_at
+from .problem import Problem, all_converged
+from .stats import RBPStats
 
 #: The adjoint solve's settings when a string names the method.
 DEFAULT_STEPS = 20
@@ -74,6 +79,19 @@ class GradientMethod:
         """
         raise TypeError(f"{type(self).__name__} is not an implicit method: "
                         f"it has no adjoint solve")
+
+    @property
+    def runs_itself(self) -> bool:
+        """Whether :meth:`run` is this method's own (else it needs
+        :meth:`solve`: an implicit method)."""
+        return type(self).run is not GradientMethod.run
+
+    def run(self, problem: Problem) -> Tuple[Tensor, RBPStats]:
+        """One call of :func:`pyg_rbp.rbp` with this method: what runs with
+        and without autograd, and what autograd sees. The base: the forward
+        loop without grad, then one recorded step whose gradient is the
+        implicit one (:meth:`solve`); without grad, only that step."""
+        return implicit_gradient(problem, self, problem.converge())
 
 
 @dataclass(frozen=True)
@@ -192,6 +210,11 @@ class BPTT(GradientMethod):
 
     name: ClassVar[str] = "bptt"
 
+    def run(self, problem: Problem) -> Tuple[Tensor, RBPStats]:
+        if not torch.is_grad_enabled():  # evaluation: no steps to record
+            return super().run(problem)
+        return problem.unrolled()
+
 
 @dataclass(frozen=True)
 class TBPTT(GradientMethod):
@@ -206,6 +229,73 @@ class TBPTT(GradientMethod):
     @classmethod
     def from_options(cls, steps: int, tol: float) -> "GradientMethod":
         return cls(steps=steps)
+
+    def run(self, problem: Problem) -> Tuple[Tensor, RBPStats]:
+        if not torch.is_grad_enabled():
+            return super().run(problem)
+        k = min(self.steps, problem.max_iter)
+        it = problem.converge(steps_after=k)
+        h, res, tail = problem.steps_after(it.h.detach(), k)
+        problem.finish(it, res, tail)
+        stats = problem.stats
+        stats.backward_steps = k
+        stats.backward_method = self.name
+        problem.report(it)
+        if problem.jacobian_penalty:
+            stats.jacobian_penalty = penalty_at(problem.f, h,
+                                                problem.jacobian_penalty)
+        return h, stats
+
+
+@dataclass(frozen=True)
+class Phantom(GradientMethod):
+    r"""The phantom gradient (Geng et al., 2021): the forward converges
+    without grad, then ``steps`` damped steps :math:`h \leftarrow h +
+    \lambda (F(h) - h)` (:math:`\lambda` = ``damping``) are recorded from
+    :math:`h^*` and back-propagated through. At a fixed point those steps
+    keep the value, and the gradient they give is
+
+    .. math::
+        \lambda \sum_{i=0}^{k-1} \big((1 - \lambda) I + \lambda J\big)^{i}
+        \frac{\partial F}{\partial w},
+
+    a truncated series for :math:`(I - J)^{-1} \partial F / \partial w`:
+    approximate (its error shrinks as :math:`\|(1-\lambda) I + \lambda
+    J\|^k`), cheap (``steps`` step backwards, no adjoint solve) and with
+    the memory of ``steps`` steps. Not an implicit method: no tolerance, no
+    ``solve``."""
+
+    steps: int = 5
+    damping: float = 0.5
+    name: ClassVar[str] = "phantom"
+
+    def __post_init__(self) -> None:
+        check_int("steps", self.steps, 1)
+        damping = check_tol("damping", self.damping)
+        if not 0 < damping <= 1:
+            raise ValueError(f"'damping' must be in (0, 1] (got {damping})")
+        object.__setattr__(self, "damping", damping)
+
+    @classmethod
+    def from_options(cls, steps: int, tol: float) -> "GradientMethod":
+        return cls(steps=steps)
+
+    def run(self, problem: Problem) -> Tuple[Tensor, RBPStats]:
+        if not torch.is_grad_enabled():
+            return super().run(problem)
+        # the recorded steps count in max_iter, as TBPTT's do
+        k = min(self.steps, problem.max_iter)
+        it = problem.converge(steps_after=k)
+        h, res, tail = problem.steps_after(it.h.detach(), k, self.damping)
+        problem.finish(it, res, tail)
+        stats = problem.stats
+        stats.backward_steps = k
+        stats.backward_method = self.name
+        problem.report(it)
+        if problem.jacobian_penalty:
+            stats.jacobian_penalty = penalty_at(problem.f, h,
+                                                problem.jacobian_penalty)
+        return h, stats
 
 
 #: The hybrid's default memory budget: bytes autograd may keep for the
@@ -303,12 +393,40 @@ class Hybrid(GradientMethod):
               jvp: Callable[[], Op]) -> AdjointResult:
         return self.adjoint.solve(vjp, g, jvp)
 
+    def _fits(self, need: int) -> bool:
+        return self.memory_budget is None or need <= self.memory_budget
+
+    def run(self, problem: Problem) -> Tuple[Tensor, RBPStats]:
+        grad, monitor = torch.is_grad_enabled(), problem.monitor
+        if grad and self.predict and monitor is not None and \
+                monitor.unrolled_rate is not None and \
+                self._fits(monitor.unrolled_rate * problem.h0.numel()):
+            # the last training call did not converge: record from the start
+            out, stats = problem.unrolled()
+            if all_converged(stats):
+                monitor.unrolled_rate = None  # the next call tries RBP again
+            return out, stats
+        it = problem.converge()
+        if grad and not bool(it.done.all()):
+            need = 0 if self.memory_budget is None else \
+                problem.unrolled_bytes(it.h)
+            if self._fits(need):
+                # not at a fixed point: the exact gradient of what is
+                # computed, by recording the same steps again
+                if monitor is not None:
+                    monitor.unrolled_rate = need / max(problem.h0.numel(), 1)
+                return problem.unrolled()
+        elif grad and monitor is not None:
+            monitor.unrolled_rate = None
+        return implicit_gradient(problem, self.for_forward(problem.max_iter),
+                                 it)
+
 
 #: The one registry: name -> class. :data:`METHODS` and
 #: :data:`IMPLICIT_METHODS` are read from it.
 REGISTRY: Dict[str, Type[GradientMethod]] = {
     cls.name: cls for cls in (Neumann, CG, FixedPoint, BPTT, TBPTT, Hybrid,
-                              GMRES, AndersonRBP)}
+                              GMRES, AndersonRBP, Phantom)}
 METHODS: Tuple[str, ...] = tuple(REGISTRY)
 IMPLICIT_METHODS: Tuple[str, ...] = tuple(
     name for name, cls in REGISTRY.items() if cls.implicit)

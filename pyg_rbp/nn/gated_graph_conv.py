@@ -17,7 +17,7 @@ from .._checks import (check_choice, check_finite, check_float_tensor,
 from ..implicit import MethodLike, RBPStats, SolverLike, rbp
 from ..implicit.precision import autocast_dtype, full_precision
 from ..implicit.methods import DEFAULT_TOL
-from ..implicit.rbp import PENALTIES
+from ..implicit.penalties import PENALTIES
 from ._options import gradient_method, set_solver_options
 from .adjacency import (MATRIX_AGGRS, NONEXPANSIVE_AGGRS, SparseMatrix,
                         build_aggregate, nonexpansive_weights)

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from pyg_rbp import (BPTT, ConvergenceMonitor, ConvergenceWarning, Hybrid,
                      Neumann, RBPGatedGraphConv, rbp)
-from pyg_rbp.implicit.rbp import _unrolled_bytes
+from pyg_rbp.implicit.problem import unrolled_bytes as _unrolled_bytes
 
 EDGES = torch.tensor([[0, 1, 2, 3, 4, 5, 0, 2], [1, 2, 3, 4, 5, 0, 3, 5]])
 

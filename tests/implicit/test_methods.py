@@ -71,7 +71,7 @@ def test_fixed_point_init_is_a_setting() -> None:
 
 def test_one_registry() -> None:
     assert METHODS == ("neumann", "cg", "fixed_point", "bptt", "tbptt",
-                       "hybrid", "gmres", "anderson")
+                       "hybrid", "gmres", "anderson", "phantom")
     assert METHODS == tuple(REGISTRY)
     assert IMPLICIT_METHODS == ("neumann", "cg", "fixed_point", "hybrid",
                                 "gmres", "anderson")

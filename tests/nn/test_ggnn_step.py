@@ -133,21 +133,20 @@ def test_state_gradient_path_only_when_needed(method, penalty, guard, keeps,
     [N, C] gradient through the sparse product); CG's double-vjp, the
     penalty and the contraction safeguard (20 steps do not converge here)
     need the path and keep it."""
-    import importlib
-    engine = importlib.import_module("pyg_rbp.implicit.rbp")
+    from pyg_rbp.implicit.problem import Problem
     seen = {}
-    real = engine._steps_after
+    real = Problem.steps_after
 
-    def spy(f, h, steps, batch, num_graphs):
+    def spy(self, h, steps, damping=1.0):
         seen["requires_grad"] = h.requires_grad
-        return real(f, h, steps, batch, num_graphs)
+        return real(self, h, steps, damping)
 
     torch.manual_seed(0)
     conv = RBPGatedGraphConv(5, num_layers=20, method=method, cell="gru",
                              jacobian_penalty=penalty,
                              contraction_bound=guard)
     x = torch.randn(30, 5)
-    monkeypatch.setattr(engine, "_steps_after", spy)
+    monkeypatch.setattr(Problem, "steps_after", spy)
     conv(x, random_graph(30, 90)).sum().backward()
     assert seen["requires_grad"] is keeps
     assert all(p.grad is not None for p in conv.parameters())
