@@ -44,7 +44,6 @@ from .._checks import check_choice, check_int, check_tol
 from . import adjoint
 from .adjoint import AdjointResult, Op
 from .implicit_grad import implicit_gradient
-from .penalties import penalty_at
 from .problem import Problem, all_converged
 from .stats import RBPStats
 
@@ -230,25 +229,20 @@ class TBPTT(GradientMethod):
     def from_options(cls, steps: int, tol: float) -> "GradientMethod":
         return cls(steps=steps)
 
+    #: The recorded steps' damping (1: plain steps; see :class:`Phantom`).
+    damping: ClassVar[float] = 1.0
+
     def run(self, problem: Problem) -> Tuple[Tensor, RBPStats]:
         if not torch.is_grad_enabled():
             return super().run(problem)
+        # the recorded steps count in max_iter
         k = min(self.steps, problem.max_iter)
-        it = problem.converge(steps_after=k)
-        h, res, tail = problem.steps_after(it.h.detach(), k)
-        problem.finish(it, res, tail)
-        stats = problem.stats
-        stats.backward_steps = k
-        stats.backward_method = self.name
-        problem.report(it)
-        if problem.jacobian_penalty:
-            stats.jacobian_penalty = penalty_at(problem.f, h,
-                                                problem.jacobian_penalty)
-        return h, stats
+        return problem.recorded_after(problem.converge(steps_after=k), k,
+                                      self.name, self.damping)
 
 
 @dataclass(frozen=True)
-class Phantom(GradientMethod):
+class Phantom(TBPTT):
     r"""The phantom gradient (Geng et al., 2021): the forward converges
     without grad, then ``steps`` damped steps :math:`h \leftarrow h +
     \lambda (F(h) - h)` (:math:`\lambda` = ``damping``) are recorded from
@@ -263,39 +257,19 @@ class Phantom(GradientMethod):
     approximate (its error shrinks as :math:`\|(1-\lambda) I + \lambda
     J\|^k`), cheap (``steps`` step backwards, no adjoint solve) and with
     the memory of ``steps`` steps. Not an implicit method: no tolerance, no
-    ``solve``."""
+    ``solve``. :class:`TBPTT` is the undamped case (:math:`\lambda = 1`),
+    whose run this shares."""
 
     steps: int = 5
-    damping: float = 0.5
+    damping: float = 0.5  # type: ignore[misc]  # a field here
     name: ClassVar[str] = "phantom"
 
     def __post_init__(self) -> None:
-        check_int("steps", self.steps, 1)
+        super().__post_init__()
         damping = check_tol("damping", self.damping)
         if not 0 < damping <= 1:
             raise ValueError(f"'damping' must be in (0, 1] (got {damping})")
         object.__setattr__(self, "damping", damping)
-
-    @classmethod
-    def from_options(cls, steps: int, tol: float) -> "GradientMethod":
-        return cls(steps=steps)
-
-    def run(self, problem: Problem) -> Tuple[Tensor, RBPStats]:
-        if not torch.is_grad_enabled():
-            return super().run(problem)
-        # the recorded steps count in max_iter, as TBPTT's do
-        k = min(self.steps, problem.max_iter)
-        it = problem.converge(steps_after=k)
-        h, res, tail = problem.steps_after(it.h.detach(), k, self.damping)
-        problem.finish(it, res, tail)
-        stats = problem.stats
-        stats.backward_steps = k
-        stats.backward_method = self.name
-        problem.report(it)
-        if problem.jacobian_penalty:
-            stats.jacobian_penalty = penalty_at(problem.f, h,
-                                                problem.jacobian_penalty)
-        return h, stats
 
 
 #: The hybrid's default memory budget: bytes autograd may keep for the

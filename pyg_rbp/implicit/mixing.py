@@ -206,24 +206,19 @@ class BroydenMixer:
     def _rows(self, coef: Tensor, like: Tensor) -> Tensor:
         return per_row(coef, self.groups, like)
 
-    def _apply(self, y: Tensor) -> Tensor:
-        r""":math:`H y = -y + \sum_i u_i (v_i \cdot y)`."""
-        out = -y
+    def _product(self, x: Tensor, transposed: bool = False) -> Tensor:
+        r""":math:`H x = -x + \sum_i u_i (v_i \cdot x)`, or with
+        ``transposed`` :math:`H^\top x = -x + \sum_i v_i (u_i \cdot x)`."""
+        out = -x
         for u, v in zip(self.us, self.vs):
-            out = out + u * self._rows(self._dot(v, y), y)
-        return out
-
-    def _apply_t(self, s: Tensor) -> Tensor:
-        r""":math:`H^\top s = -s + \sum_i v_i (u_i \cdot s)`."""
-        out = -s
-        for u, v in zip(self.us, self.vs):
-            out = out + v * self._rows(self._dot(u, s), s)
+            left, right = (v, u) if transposed else (u, v)
+            out = out + left * self._rows(self._dot(right, x), x)
         return out
 
     def _secant(self, s: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
         """The new pair :math:`u = (s - H y) / (s^\top H y)`, :math:`v =
         H^\top s`; :math:`u = 0` for a graph whose denominator vanishes."""
-        hy, w = self._apply(y), self._apply_t(s)
+        hy, w = self._product(y), self._product(s, transposed=True)
         den = self._dot(w, y)
         scale = (self._dot(s, s) * self._dot(y, y)).sqrt()
         ok = torch.isfinite(den) & (den.abs() > self.SKIP * scale) & \
@@ -242,4 +237,4 @@ class BroydenMixer:
             self.us.append(u)
             self.vs.append(v)
         self.prev = (h, g)
-        return h - self._apply(g)
+        return h - self._product(g)

@@ -86,6 +86,23 @@ class Problem:
             h = fh if damping == 1.0 else prev + damping * (fh - prev)
         return h, res, trace
 
+    def recorded_after(self, it: IterationResult, steps: int, method: str,
+                       damping: float = 1.0) -> Tuple[Tensor, RBPStats]:
+        """After the no-grad loop ``it``: ``steps`` recorded steps (see
+        :meth:`steps_after`) that autograd back-propagates through, the
+        stats naming ``method``, the report and the penalty (TBPTT and the
+        phantom gradient)."""
+        h, res, tail = self.steps_after(it.h.detach(), steps, damping)
+        self.finish(it, res, tail)
+        stats = self.stats
+        stats.backward_steps = steps
+        stats.backward_method = method
+        self.report(it)
+        if self.jacobian_penalty:
+            stats.jacobian_penalty = penalty_at(self.f, h,
+                                                self.jacobian_penalty)
+        return h, stats
+
     def unrolled(self) -> Tuple[Tensor, RBPStats]:
         """Every step recorded (BPTT, and the hybrid's fallback)."""
         stats = self.stats
