@@ -8,27 +8,37 @@ through :math:`\partial F / \partial w`. Memory stays that of one step.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Protocol, Tuple
 
 import torch
 from torch import Tensor
 
+from .adjoint import AdjointResult, Op
 from .forward import IterationResult
 from .maps import (autograd_vjp, closed_form_vjp, promises_closed_form,
                    release)
 from .penalties import AddToLoss, contraction_penalty, penalty
+from .problem import Problem
 from .stats import (ConvergenceMonitor, ConvergenceWarning, RBPStats,
                     user_stacklevel)
 
-if TYPE_CHECKING:  # the methods call this module, not the other way round
-    from .methods import GradientMethod
-    from .problem import Problem
+
+class AdjointSolve(Protocol):
+    """What this module needs of a gradient method (the methods call this
+    module, not the other way round): its name, whether its solve needs
+    ``J u`` and the solve of :math:`(I - J^\top) z = g`."""
+
+    name: str
+    uses_jvp: bool
+
+    def solve(self, vjp: Op, g: Tensor,
+              jvp: Callable[[], Op]) -> AdjointResult: ...
 
 
 class _AdjointConfig:
     """What the backward needs, kept off the autograd tensor inputs."""
 
-    def __init__(self, h_out: Tensor, h_in: Tensor, method: GradientMethod,
+    def __init__(self, h_out: Tensor, h_in: Tensor, method: AdjointSolve,
                  stats: RBPStats,
                  f: Optional[Callable[[Tensor], Tensor]] = None,
                  monitor: Optional[ConvergenceMonitor] = None) -> None:
@@ -129,7 +139,7 @@ def _warn_adjoint(cfg: _AdjointConfig, steps: int, residual: float,
                       stacklevel=user_stacklevel())
 
 
-def needs_state_grad(f: Callable[[Tensor], Tensor], method: GradientMethod,
+def needs_state_grad(f: Callable[[Tensor], Tensor], method: AdjointSolve,
                      penalty: Optional[str]) -> bool:
     """Whether the recorded step must keep a gradient path to its input
     state: for vector-Jacobian products through autograd (no closed form,
@@ -139,7 +149,7 @@ def needs_state_grad(f: Callable[[Tensor], Tensor], method: GradientMethod,
         penalty is not None
 
 
-def implicit_gradient(problem: "Problem", gradient: "GradientMethod",
+def implicit_gradient(problem: Problem, gradient: AdjointSolve,
                       it: IterationResult) -> Tuple[Tensor, RBPStats]:
     """After the no-grad loop ``it``: the one recorded step, the stats,
     the Jacobian penalty and the safeguard where asked, and the implicit
