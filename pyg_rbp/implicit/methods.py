@@ -110,6 +110,16 @@ class _Solved(GradientMethod):
     def from_options(cls, steps: int, tol: float) -> "GradientMethod":
         return cls(steps=steps, tol=tol)
 
+    #: The adjoint solver of :mod:`pyg_rbp.implicit.adjoint` that takes
+    #: ``(vjp, g, steps, tol)``, for the methods that need nothing more.
+    plain_solve: ClassVar[Optional[Callable[..., AdjointResult]]] = None
+
+    def solve(self, vjp: Op, g: Tensor,
+              jvp: Callable[[], Op]) -> AdjointResult:
+        if self.plain_solve is None:
+            return super().solve(vjp, g, jvp)
+        return type(self).plain_solve(vjp, g, self.steps, self.tol)
+
 
 @dataclass(frozen=True)
 class Neumann(_Solved):
@@ -118,10 +128,7 @@ class Neumann(_Solved):
     :math:`\|g\|` is below ``tol``."""
 
     name: ClassVar[str] = "neumann"
-
-    def solve(self, vjp: Op, g: Tensor,
-              jvp: Callable[[], Op]) -> AdjointResult:
-        return adjoint.neumann(vjp, g, self.steps, self.tol)
+    plain_solve = staticmethod(adjoint.neumann)
 
 
 @dataclass(frozen=True)
@@ -168,10 +175,7 @@ class GMRES(_Solved):
     without CG's squared condition number."""
 
     name: ClassVar[str] = "gmres"
-
-    def solve(self, vjp: Op, g: Tensor,
-              jvp: Callable[[], Op]) -> AdjointResult:
-        return adjoint.gmres(vjp, g, self.steps, self.tol)
+    plain_solve = staticmethod(adjoint.gmres)
 
 
 @dataclass(frozen=True)
