@@ -149,13 +149,7 @@ class BabiModule(RBPLightningModule):
     def _scores(self, batch: Batch, prefix: str) -> Tensor:
         out = self(batch)
         loss, correct = babi_loss(out, batch.y, self.model.output, batch.ptr)
-        n = batch.num_graphs
-        if prefix == "train":
-            self._log("train_loss", loss.detach(), n)
-            self._log("train_acc", correct.float() / n, n)
-        else:  # exact over the split, also under DDP
-            self._accumulate(f"{prefix}_loss", loss.detach() * n, n)
-            self._accumulate(f"{prefix}_acc", correct.float(), n)
+        self._record(prefix, loss, correct, batch.num_graphs)
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:

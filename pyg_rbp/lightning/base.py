@@ -108,6 +108,19 @@ class RBPLightningModule(pl.LightningModule):
     #: once at its end (:meth:`_accumulate`), in this order on every rank.
     EVAL_METRICS: Tuple[str, ...] = ()
 
+    def _record(self, prefix: str, loss: Tensor, correct: Tensor,
+                count: int) -> None:
+        """One batch of ``count`` items (graphs, questions) with mean
+        ``loss`` and ``correct`` right answers: logged per epoch for
+        training, accumulated exactly over the split otherwise (also under
+        DDP; see :meth:`_accumulate`)."""
+        if prefix == "train":
+            self._log("train_loss", loss.detach(), count)
+            self._log("train_acc", correct.float() / count, count)
+        else:
+            self._accumulate(f"{prefix}_loss", loss.detach() * count, count)
+            self._accumulate(f"{prefix}_acc", correct.float(), count)
+
     def _accumulate(self, name: str, total: Tensor, count: int) -> None:
         """Add one batch's sum of metric ``name`` over its ``count`` items.
 

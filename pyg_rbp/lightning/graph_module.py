@@ -76,14 +76,8 @@ class GraphClassificationModule(RBPLightningModule):
     def _scores(self, batch: Batch, prefix: str) -> Tensor:
         out = self(batch)
         loss = F.cross_entropy(out, batch.y)
-        n = batch.num_graphs
-        correct = (out.argmax(-1) == batch.y).float()
-        if prefix == "train":
-            self._log("train_loss", loss.detach(), n)
-            self._log("train_acc", correct.mean(), n)
-        else:  # exact over the split, also under DDP
-            self._accumulate(f"{prefix}_loss", loss.detach() * n, n)
-            self._accumulate(f"{prefix}_acc", correct.sum(), n)
+        correct = (out.argmax(-1) == batch.y).sum()
+        self._record(prefix, loss, correct, batch.num_graphs)
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
