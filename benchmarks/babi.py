@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
+from pyg_rbp.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "babi"
@@ -79,7 +80,7 @@ def compact(path: Path) -> None:
     r = json.loads(path.read_text())
     for run in r["runs"]:
         run.pop("history", None)
-    path.write_text(json.dumps(r, indent=1))
+    write_json(path, r)
 
 
 def table(tasks: List[int], results: Path = RESULTS) -> str:

@@ -23,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
+from pyg_rbp.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "chains"  # --results changes it
@@ -65,7 +66,7 @@ def run_one(name: str, flags: List[str], a: argparse.Namespace) -> Dict:
         record = {"failed": True, "out_of_memory": oom,
                   "memory_cap_gib": a.memory_cap_gib, "stderr": text,
                   "flags": flags}
-        out.write_text(json.dumps(record, indent=1))
+        write_json(out, record)
         print("  failed" + (" (out of memory)" if oom else ""), flush=True)
         return record
     print(" ", run.stdout.strip().splitlines()[-1], flush=True)

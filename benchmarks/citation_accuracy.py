@@ -35,6 +35,7 @@ from pyg_rbp import METHODS, ConvergenceWarning
 from pyg_rbp.data import PLANETOID, DatasetNotFoundError, load_node_dataset
 from pyg_rbp.lightning import TrainConfig, train_node_classifier
 from pyg_rbp.nn.gated_graph_conv import CELLS
+from pyg_rbp.utils import write_json
 
 #: Row order: our methods, then the baselines.
 ORDER = tuple(METHODS) + tuple(CITATION_BASELINES)
@@ -159,7 +160,7 @@ def main() -> int:
                 r["cell"] = cell
                 r["features"] = ours_features
                 records.append(r)
-                out.write_text(json.dumps(records, indent=1))
+                write_json(out, records)
                 print(f"{dataset:9} {method:12} seed {seed}: test "
                       f"{r['test_acc']:.4f} val {r['val_acc']:.4f} "
                       f"({r['wall_s']:.0f} s)", flush=True)
@@ -183,7 +184,7 @@ def main() -> int:
                          name, data, seed, a.input_dropout, a.dropout,
                          lr=a.lr)}
                 records.append(r)
-                out.write_text(json.dumps(records, indent=1))
+                write_json(out, records)
                 print(f"{dataset:9} {name:12} seed {seed}: test "
                       f"{r['test_acc']:.4f} val {r['val_acc']:.4f} "
                       f"({r['wall_s']:.0f} s)", flush=True)

@@ -7,16 +7,14 @@ method (the memory column of docs/results.md).
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
-from pathlib import Path
 
 import torch
 
 from pyg_rbp import METHODS
 from pyg_rbp.data import load_node_dataset
 from pyg_rbp.lightning import NodeClassificationModule
-from pyg_rbp.utils import SavedTensorMeter
+from pyg_rbp.utils import SavedTensorMeter, write_json
 
 
 def main() -> None:
@@ -43,7 +41,7 @@ def main() -> None:
             out.append({"dataset": name, "method": method,
                         "saved_bytes": meter.bytes})
             print(f"{name:9} {method:12} {meter.bytes / 2**20:8.1f} MiB")
-    Path(a.output_json).write_text(json.dumps(out, indent=1))
+    write_json(a.output_json, out)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ and the autograd-saved bytes of a step.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -35,7 +34,7 @@ from typing import Any, Callable, Dict, List
 import torch
 
 from pyg_rbp import RBPGatedGraphConv
-from pyg_rbp.utils import SavedTensorMeter
+from pyg_rbp.utils import SavedTensorMeter, write_json
 
 #: The layer's options at each default (beside the task's own settings).
 DEFAULTS: Dict[str, Dict[str, Any]] = {
@@ -181,7 +180,7 @@ def main() -> int:
                   f"({'/'.join(r['backward_methods'])})  saved "
                   f"{r['max_saved_mib']:.1f} MiB")
     if a.output_json:
-        Path(a.output_json).write_text(json.dumps(results, indent=1))
+        write_json(a.output_json, results)
     return 0
 
 

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from pyg_rbp.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -70,7 +71,7 @@ def main() -> int:
               f"{an['f_evaluations'] / fp['f_evaluations']:.2f} |")
     out = Path(a.output_json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(records, indent=1))
+    write_json(out, records)
     return 0
 
 

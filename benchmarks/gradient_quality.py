@@ -22,7 +22,6 @@ Prints a table and writes benchmarks/results/gradient_quality_<method>.json
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -37,6 +36,7 @@ from quickstart import Net, make_data  # noqa: E402
 
 from pyg_rbp import BPTT, CG, ConvergenceWarning, Neumann  # noqa: E402
 from pyg_rbp.implicit.adjoint import neumann  # noqa: E402
+from pyg_rbp.utils import write_json  # noqa: E402
 
 
 def _flat_grad(model: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:
@@ -150,7 +150,7 @@ def main(argv: List[str] = None) -> int:
         opt.step()
     path = Path(a.output) if a.output else \
         ROOT / "benchmarks" / "results" / f"gradient_quality_{a.method}.json"
-    path.write_text(json.dumps({"args": vars(a), "rows": rows}, indent=1))
+    write_json(path, {"args": vars(a), "rows": rows})
     return 0
 
 

@@ -27,6 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List
+from pyg_rbp.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -73,7 +74,7 @@ def run(dataset: str, contender: str, a: argparse.Namespace) -> Path:
         subprocess.run(args, check=True, env=dict(
             os.environ, OMP_NUM_THREADS=str(a.threads),
             PYTHONWARNINGS="ignore"))
-    out.write_text(json.dumps(join_folds(fold_paths), indent=1))
+    write_json(out, join_folds(fold_paths))
     return out
 
 

@@ -14,7 +14,6 @@ read that is saved is one wait of the host for the device.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -22,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from pyg_rbp.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -76,12 +76,12 @@ def main() -> int:
           f"check_every=1 {med[1] * 1e3:.1f} ms, check_every=8 "
           f"{med[8] * 1e3:.1f} ms ({med[1] / med[8]:.2f}x)")
     if a.output_json:
-        Path(a.output_json).write_text(json.dumps({
+        write_json(a.output_json, {
             "device": str(device), "nodes": n, "steps": a.steps,
             "backward_steps": a.backward_steps, "tol": a.tol,
             "reps": a.reps, "check_every_1_s": med[1],
             "check_every_8_s": med[8],
-            "speedup": med[1] / med[8]}, indent=1))
+            "speedup": med[1] / med[8]})
     return 0
 
 

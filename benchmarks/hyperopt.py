@@ -18,7 +18,6 @@ and prints the table of docs/hyperopt.md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from pyg_rbp.data.mnist import load_mnist  # noqa: E402
 from pyg_rbp.hyperopt import (HyperoptConfig, batch_schedule,  # noqa: E402
                               hypergradient, init_mlp, split_mnist)
-from pyg_rbp.utils import SavedTensorMeter  # noqa: E402
+from pyg_rbp.utils import SavedTensorMeter, write_json  # noqa: E402
 
 PAPER_TIME = {10: 3.02, 50: 2.87, 100: 2.68}
 PAPER_MEMORY = {10: 4.35, 50: 4.25, 100: 4.11}
@@ -103,8 +102,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     results = measure(a)
-    Path(a.output).write_text(json.dumps({"args": vars(a),
-                                          "results": results}, indent=1))
+    write_json(a.output, {"args": vars(a), "results": results})
     print(table(results, a.inner_steps, a.truncations))
     return 0
 

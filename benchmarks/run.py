@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pyg_rbp import METHODS  # noqa: E402  (after the path insert)
+from pyg_rbp.utils import write_json  # noqa: E402
 
 GRAPHS = ("Cora", "CiteSeer", "PubMed")
 
@@ -319,7 +320,7 @@ def main() -> int:
               f" MiB  saved {rec['saved_bytes'] / 2**20:8.1f} MiB", flush=True)
     out = Path(a.output_json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(records, indent=1))
+    write_json(out, records)
     print(ratio_table(records))
     return 0
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
+from pyg_rbp.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -246,7 +247,7 @@ def main() -> int:
                     rec = run_one(cfg, a.memory_cap_gib)
                     records.append(rec)
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    out.write_text(json.dumps(records, indent=1))
+                    write_json(out, records)
                 print(f"{name:15} N={n:>9,}: " + (
                     "failed" if rec.get("failed") else
                     f"{rec['time_s']:7.1f} s, peak "

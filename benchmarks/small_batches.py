@@ -17,7 +17,6 @@ A step is ``zero_grad``, ``training_step(...).backward()`` and Adam's
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import torch
+from pyg_rbp.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -116,7 +116,7 @@ def main() -> int:
         print(prof.key_averages().table(sort_by="self_cpu_time_total",
                                         row_limit=30))
     if a.output_json:
-        Path(a.output_json).write_text(json.dumps({
+        write_json(a.output_json, {
             "dataset": a.dataset, "batch_size": a.batch_size,
             "threads": a.threads, "epochs": a.epochs, "warmup": a.warmup,
             "pyg_layers": a.pyg_layers, "ours_ms": med["ours"],
@@ -124,7 +124,7 @@ def main() -> int:
             "ours_forward_steps": statistics.mean(fwd_steps),
             "note": "median time of one training step (zero_grad, "
                     "forward, backward, Adam) over the batches after the "
-                    "warm-up epoch; contenders interleaved"}, indent=1))
+                    "warm-up epoch; contenders interleaved"})
     return 0
 
 

@@ -18,7 +18,6 @@ needed), the largest per-graph residual at exit, and the time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -27,6 +26,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from pyg_rbp.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -127,7 +127,7 @@ def main() -> int:
         print(f"| {name} | {s['batch_steps']:.2f} | {s['graph_steps']:.2f} "
               f"| {s['worst_graph_residual']:.1e} | {s['epoch_s']:.3f} |")
     if a.output_json:
-        Path(a.output_json).write_text(json.dumps(out, indent=1))
+        write_json(Path(a.output_json), out)
     return 0
 
 

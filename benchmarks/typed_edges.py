@@ -20,7 +20,6 @@ graphs and on a large random graph, prints a table and writes JSON:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 import warnings
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 import torch
+from pyg_rbp.utils import write_json
 
 
 def _times(fns: Dict[str, Callable[[], torch.Tensor]],
@@ -135,7 +135,7 @@ def main() -> None:
     if a.output_json:
         path = Path(a.output_json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(records, indent=1))
+        write_json(path, records)
 
 
 if __name__ == "__main__":

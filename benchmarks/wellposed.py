@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from pyg_rbp import ConvergenceWarning, RBPGatedGraphConv
-from pyg_rbp.utils import SavedTensorMeter
+from pyg_rbp.utils import SavedTensorMeter, write_json
 
 # the quick start's data and model, read from the example itself
 _SPEC = importlib.util.spec_from_file_location(
@@ -126,8 +125,7 @@ def main() -> int:
               flush=True)
     print(table(results))
     if a.output_json:
-        Path(a.output_json).write_text(json.dumps(
-            {"args": vars(a), "results": results}, indent=1))
+        write_json(a.output_json, {"args": vars(a), "results": results})
     return 0
 
 

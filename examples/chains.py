@@ -26,7 +26,6 @@ loss). Training stops early once validation accuracy is 100 % or after
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import sys
@@ -44,7 +43,7 @@ from pyg_rbp.nn.gated_graph_conv import CELLS
 from pyg_rbp.data.chains import chains
 from pyg_rbp.models import RBPNodeClassifier
 from pyg_rbp.nn import IGNNConv
-from pyg_rbp.utils import SavedTensorMeter
+from pyg_rbp.utils import SavedTensorMeter, write_json
 
 MODELS = ("rbp", "pyg", "ignn")
 
@@ -300,7 +299,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if a.output_json:  # after every seed: a long run keeps what it did
             path = Path(a.output_json)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=1))
+            write_json(path, result)
     if a.plot:
         plot(result, a.plot)
     print(f"chains L={a.length} classes={a.classes} {a.model}/{a.method}: "

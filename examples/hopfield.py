@@ -35,6 +35,7 @@ from pyg_rbp import METHODS, ConvergenceWarning, FixedPoint
 from pyg_rbp.data import DatasetNotFoundError
 from pyg_rbp.data.mnist import load_digit_patterns
 from pyg_rbp.nn import HopfieldConv
+from pyg_rbp.utils import write_json
 
 PAPER = {"tbptt": "TBPTT", "fixed_point": "RBP", "cg": "CG-RBP",
          "neumann": "Neumann-RBP", "bptt": "BPTT"}
@@ -248,7 +249,7 @@ def main(argv=None) -> int:
         if len(table) == 1:
             out["success_rate"] = table[0]["success_rate"]
             out["final_losses"] = [r["final_loss"] for r in records]
-        Path(args.output_json).write_text(json.dumps(out, indent=1))
+        write_json(args.output_json, out)
     if args.plot:
         print("wrote", plot(records, patterns, args.size, args.plot))
     return 0

@@ -19,7 +19,6 @@ reported.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 from pyg_rbp.data import DatasetNotFoundError
 from pyg_rbp.data.mnist import load_mnist
 from pyg_rbp.hyperopt import HYPEROPT_METHODS, HyperoptConfig, meta_train
+from pyg_rbp.utils import write_json
 
 NAMES = {"bptt": "BPTT", "tbptt": "TBPTT", "fixed_point": "RBP",
          "neumann": "Neumann-RBP"}
@@ -150,8 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                             progress=show)
         results[method] = result.to_dict()
     if a.output_json:
-        Path(a.output_json).write_text(json.dumps(
-            {"args": vars(a), "results": results}, indent=1))
+        write_json(a.output_json, {"args": vars(a), "results": results})
     if a.plot:
         for path in plot(results, Path(a.plot)):
             print(f"wrote {path}")

@@ -19,7 +19,6 @@ pick (marked as baselines) and the layer's GRU step (its default before
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 from typing import Callable, Dict, List
@@ -30,7 +29,7 @@ from torch_geometric.nn import APPNP, GatedGraphConv, GCNConv
 from torch_geometric.utils import stochastic_blockmodel_graph
 
 from pyg_rbp import METHODS, ConvergenceWarning, RBPGatedGraphConv
-from pyg_rbp.utils import SavedTensorMeter
+from pyg_rbp.utils import SavedTensorMeter, write_json
 
 #: The baselines: (row name, layer builder for ``hidden`` channels). PyG's
 #: GatedGraphConv at its best depth on this data (over 5 seeds, 1 / 2 / 3
@@ -192,8 +191,7 @@ def main() -> None:
         for text in texts:
             print(f"[{name}] {text}")
     if args.output_json:
-        with open(args.output_json, "w") as fh:
-            json.dump({"args": vars(args), "runs": records}, fh, indent=1)
+        write_json(args.output_json, {"args": vars(args), "runs": records})
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 figures, from the global-zero process only."""
 from __future__ import annotations
 
-import json
 import statistics
-from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from ..utils.records import write_json
 
 
 def write_report(result: Dict[str, Any], output_json: Optional[str],
@@ -16,9 +16,7 @@ def write_report(result: Dict[str, Any], output_json: Optional[str],
     if not result.get("is_global_zero", True):
         return
     if output_json:
-        path = Path(output_json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1, default=str))
+        write_json(output_json, result)
     if plot_dir:
         from . import plots
         getattr(plots, plotter)(result, plot_dir)
