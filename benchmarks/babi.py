@@ -33,15 +33,20 @@ from pyg_rbp.utils import write_json
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "babi"
 
-#: Per task: the hidden size and the training examples (the paper: 50, and
-#: 250 for task 19's GGS-NN figure).
+#: Per task: the hidden size, the training examples (the paper: 50, and
+#: 250 for task 19's GGS-NN figure) and the epochs where not
+#: :data:`EPOCHS`: task 19 needs 600 (at 300 the contractive step was still
+#: learning: its best epoch was 297-299 on 9 of 10 folds, 97.1 %; at 600
+#: 99.0 %, and BPTT through the same layer 98.1 %).
 TASKS: Dict[int, Dict[str, int]] = {
     4: {"hidden": 8, "train_examples": 50},
     15: {"hidden": 8, "train_examples": 50},
     16: {"hidden": 8, "train_examples": 50},
     18: {"hidden": 16, "train_examples": 50},
-    19: {"hidden": 16, "train_examples": 250},
+    19: {"hidden": 16, "train_examples": 250, "epochs": 600},
 }
+#: Training epochs of a task without its own.
+EPOCHS = 300
 CONTENDERS = ("hybrid", "neumann", "cg", "bptt", "pyg")
 #: Published (GGNN paper, 10 folds): mean test accuracy %.
 PAPER = {4: "100.0 ± 0.0", 15: "100.0 ± 0.0", 16: "100.0 ± 0.0",
@@ -62,7 +67,8 @@ def run_one(task: int, contender: str, a: argparse.Namespace) -> None:
     cfg = BabiTrainConfig(
         task=task, method="bptt" if contender == "pyg" else contender,
         folds=a.folds, hidden=spec["hidden"],
-        train_examples=spec["train_examples"], max_epochs=a.epochs,
+        train_examples=spec["train_examples"],
+        max_epochs=a.epochs or spec.get("epochs", EPOCHS),
         seed=a.seed, data_root=a.data_root, accelerator="cpu",
         edge_types=contender != "pyg", download=False,
         output_dir=str(Path(a.results) / "logs"),
@@ -141,7 +147,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    choices=CONTENDERS)
     p.add_argument("--folds", type=int, nargs="+",
                    default=list(range(1, 11)))
-    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs for every task (default: per task, "
+                        "TASKS: 300, 600 for task 19)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pyg-layers", type=int, default=5,
                    help="GatedGraphConv's steps (GGNN used 5 on bAbI)")
@@ -166,7 +174,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if (Path(a.results) / f"{task}_{c}.json").exists():
                     continue
                 cmd = [sys.executable, __file__, "--run-one", str(task), c,
-                       "--epochs", str(a.epochs), "--seed", str(a.seed),
+                       *(["--epochs", str(a.epochs)] if a.epochs else []),
+                       "--seed", str(a.seed),
                        "--pyg-layers", str(a.pyg_layers),
                        "--threads", str(a.threads),
                        *(["--hidden", str(a.hidden)] if a.hidden else []),
