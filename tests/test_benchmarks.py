@@ -149,3 +149,30 @@ def test_graph_sweep_resumes_per_fold(tmp_path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("running:") == 1
     assert "--fold 1" in again.stdout
+
+
+@needs_data
+def test_methods_and_solvers_side_by_side(tmp_path) -> None:
+    """Every method and solver on one Cora step against a float64
+    reference: the default (hybrid) and BPTT give the gradient to float32's
+    accuracy, BPTT at many times the memory; every solver gives the
+    hybrid the same gradient."""
+    out = tmp_path / "ms.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/methods_solvers.py", "--workloads",
+         "cora", "--reps", "1", "--data-root", str(shared_data_root()),
+         "--output-json", str(out)], cwd=ROOT, capture_output=True,
+        text=True, timeout=900,
+        env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)))
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(out.read_text())["cora"]
+    from pyg_rbp import METHODS, SOLVERS
+    assert {f"method={m}" for m in METHODS} <= set(rows)
+    assert len(rows) == len(METHODS) + len(SOLVERS) - 1
+    hybrid = rows["method=hybrid"]
+    assert hybrid["converged"] and hybrid["gradient_error"] < 1e-3
+    assert rows["method=bptt"]["gradient_error"] < 1e-3
+    assert rows["method=bptt"]["saved_mib"] > 20 * hybrid["saved_mib"]
+    for s in SOLVERS:
+        row = rows.get(f"hybrid, solver={s}", hybrid)
+        assert row["gradient_error"] < 1e-3 and row["converged"]

@@ -8,6 +8,7 @@ import torch_geometric.transforms as T
 from torch_geometric.data import Data
 from torch_geometric.datasets import Planetoid
 
+from .._checks import check_choice
 from .masks import random_masks
 from .root import (PathLike, missing_files, open_dataset, resolve_data_root,
                    writable_dataset_dir)
@@ -43,7 +44,8 @@ def load_planetoid(name: str, data_root: Optional[PathLike] = None,
     """Load a Planetoid graph, by default with row-normalised features.
 
     Args:
-        name: ``'Cora'``, ``'CiteSeer'`` or ``'PubMed'``.
+        name: ``'Cora'``, ``'CiteSeer'`` or ``'PubMed'`` (any case, as
+            PyG's ``Planetoid`` takes them).
         data_root: The data root (see :mod:`pyg_rbp.data.root`); the files
             are read from ``<root>/Planetoid/<name>/raw/``.
         split: ``'public'`` (Planetoid's 20 labels per class, 500 val,
@@ -58,6 +60,12 @@ def load_planetoid(name: str, data_root: Optional[PathLike] = None,
         pyg_rbp.data.DatasetNotFoundError: Files are missing and could not be downloaded;
             the message names them and the option to set.
     """
+    canonical = {n.lower(): n for n in PLANETOID}
+    if not isinstance(name, str) or name.lower() not in canonical:
+        raise ValueError(f"'name' must be one of {PLANETOID} (any case; got "
+                         f"{name!r}); the data root is the second argument")
+    name = canonical[name.lower()]
+    check_choice("split", split, SPLITS)
     root = resolve_data_root(data_root)
     folder = writable_dataset_dir(root, f"Planetoid/{name}")
     missing = missing_files(folder / "raw", planetoid_raw_files(name))

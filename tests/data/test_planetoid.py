@@ -175,3 +175,18 @@ def test_a_failed_download_leaves_no_folders_behind(tmp_path) -> None:
     with pytest.raises(DatasetNotFoundError):
         open_dataset("Cora", raw, ["ind.cora.x"], True, build_with_file)
     assert (raw / "partial").is_file()
+
+
+def test_names_any_case_and_bad_arguments(tmp_path, cache_dir) -> None:
+    """PyG's Planetoid takes 'cora'; so do we. A data root passed as the
+    name (the arguments swapped) or an unknown split is a ValueError that
+    says what was expected, not a list of odd missing files."""
+    from pyg_rbp.data import load_planetoid
+    with pytest.raises(ValueError, match="'name' must be one of"):
+        load_planetoid(str(tmp_path), "Cora")
+    with pytest.raises(ValueError, match="'split' must be one of"):
+        load_planetoid("Cora", str(tmp_path), split="random")
+    if shared_data_root() is not None:
+        root = _read_only_copy(tmp_path)
+        data = load_planetoid("cora", str(root))
+        assert data.name == "Cora" and data.num_nodes == 2708
