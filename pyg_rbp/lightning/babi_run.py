@@ -11,24 +11,18 @@ file. Test accuracy never takes part in the choice.
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pytorch_lightning as pl
-import torch
+from pytorch_lightning.callbacks import Callback
 
 from ..data.babi import BABI_FOLDS, BABI_TASKS
 from .babi_module import BabiDataModule, BabiModule
-from .base import flush_denormals
 from .config import RunConfig, opt
-from .report import pstd, write_report
-from .trainer import EpochHistory, make_trainer, mean_of, quiet_lightning
-
-#: ``conv_factory(hidden_channels, num_edge_types) -> module``: a layer to
-#: train in place of RBPGatedGraphConv (the benchmark's PyG baseline).
-ConvFactory = Callable[[int, int], torch.nn.Module]
+from .runner import ConvFactory, Run, Task, pstd, run
+from .trainer import EpochHistory, mean_of
 
 
 @dataclass
@@ -73,57 +67,110 @@ class BabiTrainConfig(RunConfig):
             raise ValueError("--folds needs at least one fold (1..10)")
 
 
-def _train_one(cfg: BabiTrainConfig, fold: int, question_type: int,
-               conv_factory: Optional[ConvFactory]) -> Dict[str, Any]:
-    pl.seed_everything(cfg.seed + 1000 * fold + question_type, workers=True,
-                       verbose=False)
-    dm = BabiDataModule(cfg.task, fold, question_type, cfg.train_examples,
-                        cfg.val_examples, data_root=cfg.data_root,
-                        download=cfg.download)
-    info = dm.info
-    types = info.num_edge_types if cfg.edge_types else 1
-    classes = max(info.num_classes, 2)
-    if conv_factory is not None:
-        module = BabiModule(info.annotation_size, info.output, classes,
-                            cfg.hidden, types, lr=cfg.lr,
-                            weight_decay=cfg.weight_decay,
-                            conv=conv_factory(cfg.hidden, types))
-    else:
-        module = BabiModule(info.annotation_size, info.output, classes,
-                            cfg.hidden, types, lr=cfg.lr,
-                            weight_decay=cfg.weight_decay,
-                            jacobian_weight=cfg.jacobian_weight,
-                            **cfg.layer_options())
-    record = EpochHistory()
-    run_dir = Path(cfg.output_dir) / f"babi{cfg.task}-{cfg.method}-s{cfg.seed}"
-    trainer = make_trainer(cfg, run_dir, f"fold{fold}-q{question_type}",
-                           [record])
-    start = time.perf_counter()
-    trainer.fit(module, dm)
-    wall = time.perf_counter() - start
-    epochs = record.epochs
-    last_val = epochs[-1]["val_acc"]
-    module.load_best()
-    tested = trainer.test(module, dm, verbose=False)[0]
+class BabiTask(Task):
+    """bAbI: one training per fold and question type, the best-validation
+    weights tested once on the fold's test file."""
 
-    return {
-        "fold": fold, "question_type": question_type,
-        "best_epoch": module.best_epoch, "val_acc": module.best_key[0],
-        "val_loss": -module.best_key[1], "test_acc": float(tested["test_acc"]),
-        "final_val_acc": last_val,
-        "train_examples": len(dm.train), "val_examples": len(dm.val),
-        "test_examples": len(dm.test), "edge_types": types,
-        "wall_s": wall,
-        "forward_steps": mean_of(epochs, "fwd_steps"),
-        "forward_residual": mean_of(epochs, "fwd_residual"),
-        "backward_steps": mean_of(epochs, "bwd_steps"),
-        "backward_residual": mean_of(epochs, "bwd_residual"),
-        "forward_converged": mean_of(epochs, "fwd_converged"),
-        "adjoint_solved": mean_of(epochs, "bwd_converged"),
-        "unrolled": mean_of(epochs, "unrolled"),
-        "peak_saved_bytes": int(module.peak_saved_bytes),
-        "history": epochs, "is_global_zero": trainer.is_global_zero,
-    }
+    plotter = "plot_babi"
+
+    def runs(self, cfg: BabiTrainConfig) -> Iterable[Run]:
+        for fold in cfg.folds:
+            qtypes = cfg.question_types
+            if qtypes is None:
+                qtypes = BabiDataModule.question_types_of(
+                    cfg.task, fold, cfg.data_root, cfg.download)
+            for q in qtypes:
+                yield Run(f"fold{fold}-q{q}", cfg.seed + 1000 * fold + q,
+                          {"fold": fold, "question_type": q})
+
+    def run_dir(self, cfg: BabiTrainConfig, conv: str) -> Path:
+        return Path(cfg.output_dir) / f"babi{cfg.task}-{cfg.method}" \
+            f"-s{cfg.seed}"
+
+    def build(self, cfg: BabiTrainConfig, run: Run,
+              conv_factory: Optional[ConvFactory]
+              ) -> Tuple[pl.LightningModule, pl.LightningDataModule]:
+        dm = BabiDataModule(cfg.task, run.keys["fold"],
+                            run.keys["question_type"], cfg.train_examples,
+                            cfg.val_examples, data_root=cfg.data_root,
+                            download=cfg.download)
+        info = dm.info
+        types = info.num_edge_types if cfg.edge_types else 1
+        classes = max(info.num_classes, 2)
+        if conv_factory is not None:
+            layer: Dict[str, Any] = {"conv": conv_factory(cfg.hidden, types)}
+        else:
+            layer = dict(jacobian_weight=cfg.jacobian_weight,
+                         **cfg.layer_options())
+        module = BabiModule(info.annotation_size, info.output, classes,
+                            cfg.hidden, types, lr=cfg.lr,
+                            weight_decay=cfg.weight_decay, **layer)
+        return module, dm
+
+    def record(self, cfg: BabiTrainConfig, run: Run, trainer: pl.Trainer,
+               module: pl.LightningModule, dm: pl.LightningDataModule,
+               history: EpochHistory, callbacks: Sequence[Callback],
+               wall: float) -> Dict[str, Any]:
+        epochs = history.epochs
+        last_val = epochs[-1]["val_acc"]
+        module.load_best()
+        tested = trainer.test(module, dm, verbose=False)[0]
+        return {
+            "fold": run.keys["fold"],
+            "question_type": run.keys["question_type"],
+            "best_epoch": module.best_epoch, "val_acc": module.best_key[0],
+            "val_loss": -module.best_key[1],
+            "test_acc": float(tested["test_acc"]),
+            "final_val_acc": last_val,
+            "train_examples": len(dm.train), "val_examples": len(dm.val),
+            "test_examples": len(dm.test),
+            "edge_types": module.model.num_edge_types,
+            "wall_s": wall,
+            "forward_steps": mean_of(epochs, "fwd_steps"),
+            "forward_residual": mean_of(epochs, "fwd_residual"),
+            "backward_steps": mean_of(epochs, "bwd_steps"),
+            "backward_residual": mean_of(epochs, "bwd_residual"),
+            "forward_converged": mean_of(epochs, "fwd_converged"),
+            "adjoint_solved": mean_of(epochs, "bwd_converged"),
+            "unrolled": mean_of(epochs, "unrolled"),
+            "peak_saved_bytes": int(module.peak_saved_bytes),
+            "history": epochs, "is_global_zero": trainer.is_global_zero,
+        }
+
+    def summarise(self, cfg: BabiTrainConfig, records: List[Dict[str, Any]],
+                  conv: str, wall: float) -> Dict[str, Any]:
+        runs = records
+        per_fold = []
+        for fold in cfg.folds:
+            mine = [r for r in runs if r["fold"] == fold]
+            per_fold.append({"fold": fold,
+                             "test_acc": statistics.mean(r["test_acc"]
+                                                         for r in mine),
+                             "question_types": [r["question_type"]
+                                                for r in mine]})
+        return {
+            "task": cfg.task, "method": cfg.method,
+            "conv": "rbp" if conv == "rbp" else "custom",
+            "protocol": "one model per fold and question type; the epoch "
+                        "with the best validation accuracy (ties: lower "
+                        "validation loss, earlier epoch); test never used "
+                        "for selection",
+            "test_acc": statistics.mean(r["test_acc"] for r in runs),
+            "test_acc_std": pstd([f["test_acc"] for f in per_fold]),
+            "final_val_acc": statistics.mean(r["final_val_acc"]
+                                             for r in runs),
+            "folds": per_fold, "runs": runs,
+            "forward_steps": mean_of(runs, "forward_steps"),
+            "backward_steps": mean_of(runs, "backward_steps"),
+            "backward_residual": mean_of(runs, "backward_residual"),
+            "forward_converged": mean_of(runs, "forward_converged"),
+            "adjoint_solved": mean_of(runs, "adjoint_solved"),
+            "unrolled": mean_of(runs, "unrolled"),
+            "peak_saved_bytes": max(r["peak_saved_bytes"] for r in runs),
+            "wall_s": wall,
+            "config": cfg.to_dict(),
+            "is_global_zero": all(r["is_global_zero"] for r in runs),
+        }
 
 
 def train_babi(cfg: BabiTrainConfig,
@@ -145,49 +192,4 @@ def train_babi(cfg: BabiTrainConfig,
     ``forward_steps`` / ``backward_steps`` (means over runs and epochs),
     ``wall_s`` and ``config``.
     """
-    cfg.check()
-    flush_denormals()
-    start = time.perf_counter()
-    runs: List[Dict[str, Any]] = []
-    first = True
-    for fold in cfg.folds:
-        qtypes = cfg.question_types
-        if qtypes is None:
-            qtypes = BabiDataModule.question_types_of(
-                cfg.task, fold, cfg.data_root, cfg.download)
-        for q in qtypes:
-            with quiet_lightning(not first):
-                runs.append(_train_one(cfg, fold, q, conv_factory))
-            first = False
-    per_fold = []
-    for fold in cfg.folds:
-        mine = [r for r in runs if r["fold"] == fold]
-        per_fold.append({"fold": fold,
-                         "test_acc": statistics.mean(r["test_acc"]
-                                                     for r in mine),
-                         "question_types": [r["question_type"]
-                                            for r in mine]})
-
-    result: Dict[str, Any] = {
-        "task": cfg.task, "method": cfg.method,
-        "conv": "custom" if conv_factory is not None else "rbp",
-        "protocol": "one model per fold and question type; the epoch with "
-                    "the best validation accuracy (ties: lower validation "
-                    "loss, earlier epoch); test never used for selection",
-        "test_acc": statistics.mean(r["test_acc"] for r in runs),
-        "test_acc_std": pstd([f["test_acc"] for f in per_fold]),
-        "final_val_acc": statistics.mean(r["final_val_acc"] for r in runs),
-        "folds": per_fold, "runs": runs,
-        "forward_steps": mean_of(runs, "forward_steps"),
-        "backward_steps": mean_of(runs, "backward_steps"),
-        "backward_residual": mean_of(runs, "backward_residual"),
-        "forward_converged": mean_of(runs, "forward_converged"),
-        "adjoint_solved": mean_of(runs, "adjoint_solved"),
-        "unrolled": mean_of(runs, "unrolled"),
-        "peak_saved_bytes": max(r["peak_saved_bytes"] for r in runs),
-        "wall_s": time.perf_counter() - start,
-        "config": cfg.to_dict(),
-        "is_global_zero": all(r["is_global_zero"] for r in runs),
-    }
-    write_report(result, cfg.output_json, cfg.plot, "plot_babi")
-    return result
+    return run(BabiTask(), cfg, conv_factory)

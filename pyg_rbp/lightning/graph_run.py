@@ -14,21 +14,20 @@ epoch (IGNN's).
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
 
 from ..data import ERRICA_DATASETS, TU_DATASETS
 from ..models.graph_classifier import READOUTS, ConvFactory
-from .base import flush_denormals
 from .config import RunConfig, opt
 from .graph_datamodule import SPLITS, GraphDataModule
 from .graph_module import GraphClassificationModule
-from .report import pstd, write_report
-from .trainer import EpochHistory, make_trainer, mean_of, quiet_lightning
+from .runner import Run, Task, pstd, run
+from .trainer import EpochHistory, mean_of
 
 
 @dataclass
@@ -116,67 +115,78 @@ def optimistic_figures(folds: List[List[Dict[str, float]]]) -> Dict[str, Any]:
     }
 
 
-def _conv_name(conv_factory: Optional[ConvFactory]) -> str:
-    """``'rbp'``, or the factory's ``name`` (``'custom'`` without one)."""
-    if conv_factory is None:
-        return "rbp"
-    return str(getattr(conv_factory, "name", "custom"))
+class GraphTask(Task):
+    """Graph classification: one training per fold, the epoch selected on
+    validation from the per-epoch scores (test never used to choose)."""
 
+    plotter = "plot_folds"
 
-def _train_fold(cfg: GraphTrainConfig, fold: int,
-                conv_factory: Optional[ConvFactory] = None
-                ) -> Dict[str, Any]:
-    pl.seed_everything(cfg.seed + fold, workers=True, verbose=False)
-    dm = GraphDataModule(cfg.dataset, cfg.data_root, fold, cfg.folds,
-                         cfg.seed, cfg.batch_size, cfg.val_fraction,
-                         download=cfg.download, splits=cfg.splits,
-                         node_attributes=cfg.node_attributes,
-                         standardize=cfg.standardize)
-    types = dm.num_edge_types if cfg.edge_types else 1
-    model_kwargs: Dict[str, Any] = dict(
-        per_graph_stopping=cfg.per_graph_stopping)
-    if conv_factory is None:
-        model_kwargs.update(cfg.layer_options(), normalize=cfg.normalize)
-    else:
-        # a layer without edge types (PyG's GatedGraphConv) says so: the
-        # graph is then given to it untyped, as its users have it
-        types = min(types, getattr(conv_factory, "num_edge_types", types))
-        model_kwargs["conv"] = conv_factory
-    module = GraphClassificationModule(
-        dm.num_features, dm.num_classes, hidden_channels=cfg.hidden,
-        num_edge_types=types, readout=cfg.readout, dropout=cfg.dropout,
-        lr=cfg.lr, weight_decay=cfg.weight_decay,
-        jacobian_weight=cfg.jacobian_weight, **model_kwargs)
-    record = EpochHistory()
-    run_dir = Path(cfg.output_dir) / (f"{cfg.dataset}-"
-                                      f"{_conv_name(conv_factory)}-"
-                                      f"{cfg.method}-s{cfg.seed}")
-    trainer = make_trainer(cfg, run_dir, f"fold{fold}", [record])
-    start = time.perf_counter()
-    trainer.fit(module, dm)
-    wall = time.perf_counter() - start
-    best = select_epoch(record.epochs)
-    train_idx, val_idx, test_idx = dm.split
-    epochs = record.epochs
-    return {
-        "fold": fold, "best_epoch": int(best["epoch"]),
-        "val_acc": best["val_acc"], "val_loss": best["val_loss"],
-        "test_acc": best["test_acc"],
-        "train_graphs": len(train_idx), "val_graphs": len(val_idx),
-        "test_graphs": len(test_idx), "edge_types": types,
-        "wall_s": wall,
-        "epoch_s": statistics.median(e["epoch_s"] for e in epochs),
-        "mean_fwd_steps": statistics.mean(e.get("fwd_steps", 0.0)
-                                          for e in epochs),
-        "mean_graph_steps": statistics.mean(e.get("graph_steps", 0.0)
-                                            for e in epochs),
-        # shares of training calls (means of the per-epoch shares)
-        "forward_converged": mean_of(epochs, "fwd_converged"),
-        "adjoint_solved": mean_of(epochs, "bwd_converged"),
-        "unrolled": mean_of(epochs, "unrolled"),
-        "peak_saved_bytes": int(module.peak_saved_bytes),
-        "history": epochs, "is_global_zero": trainer.is_global_zero,
-    }
+    def runs(self, cfg: GraphTrainConfig) -> Iterable[Run]:
+        return [Run(f"fold{fold}", cfg.seed + fold, {"fold": fold})
+                for fold in cfg.folds_to_run()]
+
+    def run_dir(self, cfg: GraphTrainConfig, conv: str) -> Path:
+        return Path(cfg.output_dir) / (f"{cfg.dataset}-{conv}-{cfg.method}"
+                                       f"-s{cfg.seed}")
+
+    def build(self, cfg: GraphTrainConfig, run: Run,
+              conv_factory: Optional[ConvFactory]
+              ) -> Tuple[pl.LightningModule, pl.LightningDataModule]:
+        dm = GraphDataModule(cfg.dataset, cfg.data_root, run.keys["fold"],
+                             cfg.folds, cfg.seed, cfg.batch_size,
+                             cfg.val_fraction, download=cfg.download,
+                             splits=cfg.splits,
+                             node_attributes=cfg.node_attributes,
+                             standardize=cfg.standardize)
+        types = dm.num_edge_types if cfg.edge_types else 1
+        model_kwargs: Dict[str, Any] = dict(
+            per_graph_stopping=cfg.per_graph_stopping)
+        if conv_factory is None:
+            model_kwargs.update(cfg.layer_options(), normalize=cfg.normalize)
+        else:
+            # a layer without edge types (PyG's GatedGraphConv) says so: the
+            # graph is then given to it untyped, as its users have it
+            types = min(types, getattr(conv_factory, "num_edge_types", types))
+            model_kwargs["conv"] = conv_factory
+        module = GraphClassificationModule(
+            dm.num_features, dm.num_classes, hidden_channels=cfg.hidden,
+            num_edge_types=types, readout=cfg.readout, dropout=cfg.dropout,
+            lr=cfg.lr, weight_decay=cfg.weight_decay,
+            jacobian_weight=cfg.jacobian_weight, **model_kwargs)
+        return module, dm
+
+    def record(self, cfg: GraphTrainConfig, run: Run, trainer: pl.Trainer,
+               module: pl.LightningModule, dm: pl.LightningDataModule,
+               history: EpochHistory, callbacks: Sequence[Callback],
+               wall: float) -> Dict[str, Any]:
+        epochs = history.epochs
+        best = select_epoch(epochs)
+        train_idx, val_idx, test_idx = dm.split
+        return {
+            "fold": run.keys["fold"], "best_epoch": int(best["epoch"]),
+            "val_acc": best["val_acc"], "val_loss": best["val_loss"],
+            "test_acc": best["test_acc"],
+            "train_graphs": len(train_idx), "val_graphs": len(val_idx),
+            "test_graphs": len(test_idx),
+            "edge_types": module.model.num_edge_types,
+            "wall_s": wall,
+            "epoch_s": statistics.median(e["epoch_s"] for e in epochs),
+            "mean_fwd_steps": statistics.mean(e.get("fwd_steps", 0.0)
+                                              for e in epochs),
+            "mean_graph_steps": statistics.mean(e.get("graph_steps", 0.0)
+                                                for e in epochs),
+            # shares of training calls (means of the per-epoch shares)
+            "forward_converged": mean_of(epochs, "fwd_converged"),
+            "adjoint_solved": mean_of(epochs, "bwd_converged"),
+            "unrolled": mean_of(epochs, "unrolled"),
+            "peak_saved_bytes": int(module.peak_saved_bytes),
+            "history": epochs, "is_global_zero": trainer.is_global_zero,
+        }
+
+    def summarise(self, cfg: GraphTrainConfig,
+                  records: List[Dict[str, Any]], conv: str,
+                  wall: float) -> Dict[str, Any]:
+        return summarise_folds(cfg, records, conv, wall)
 
 
 def summarise_folds(cfg: GraphTrainConfig, folds: List[Dict[str, Any]],
@@ -231,14 +241,4 @@ def train_graph_classifier(cfg: GraphTrainConfig,
     ``optimistic`` (labelled figures that look at test), ``wall_s`` and
     ``config``.
     """
-    cfg.check()
-    flush_denormals()
-    start = time.perf_counter()
-    folds = []
-    for i, fold in enumerate(cfg.folds_to_run()):
-        with quiet_lightning(i > 0):
-            folds.append(_train_fold(cfg, fold, conv_factory))
-    result = summarise_folds(cfg, folds, _conv_name(conv_factory),
-                             time.perf_counter() - start)
-    write_report(result, cfg.output_json, cfg.plot, "plot_folds")
-    return result
+    return run(GraphTask(), cfg, conv_factory)

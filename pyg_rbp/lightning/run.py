@@ -3,22 +3,20 @@ accuracy benchmark both call."""
 from __future__ import annotations
 
 import resource
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from ..data import DATASETS, OGB_DATASETS, SPLITS
-from .base import flush_denormals
 from .config import RunConfig, opt
 from .datamodule import LOADERS, NodeDataModule
 from .module import NodeClassificationModule
-from .report import write_report
-from .trainer import EpochHistory, make_trainer, mean_of
+from .runner import ConvFactory, Run, Task, run
+from .trainer import EpochHistory, mean_of
 
 
 @dataclass
@@ -87,6 +85,91 @@ def _peak_memory(accelerator_is_gpu: bool) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+class NodeTask(Task):
+    """Node classification: one training, the best-validation checkpoint
+    tested (``last.ckpt`` kept after every epoch for ``--resume``)."""
+
+    plotter = "plot_run"
+    checkpointing = True
+    trainer_options = {"use_distributed_sampler": False}
+
+    def runs(self, cfg: TrainConfig) -> Iterable[Run]:
+        # Checkpoints go to the logger's version folder, one per run:
+        # <output_dir>/<dataset>-<method>-s<seed>/logs/version_N/checkpoints.
+        return [Run("logs", cfg.seed)]
+
+    def run_dir(self, cfg: TrainConfig, conv: str) -> Path:
+        return Path(cfg.output_dir) / f"{cfg.dataset}-{cfg.method}-s{cfg.seed}"
+
+    def build(self, cfg: TrainConfig, run: Run,
+              conv_factory: Optional[ConvFactory]
+              ) -> Tuple[pl.LightningModule, pl.LightningDataModule]:
+        if conv_factory is not None:
+            raise ValueError("node classification trains the package's own "
+                             "layer (conv_factory must be None)")
+        dm = NodeDataModule(cfg.dataset, cfg.data_root, cfg.split, cfg.seed,
+                            cfg.loader, cfg.num_neighbors, cfg.batch_size,
+                            download=cfg.download,
+                            normalize_features=cfg.normalize_features)
+        evaluator = cfg.dataset if cfg.dataset in OGB_DATASETS else None
+        module = NodeClassificationModule(
+            dm.num_features, dm.num_classes, hidden_channels=cfg.hidden,
+            input_dropout=cfg.input_dropout, dropout=cfg.dropout,
+            output_dropout=cfg.output_dropout,
+            out_propagation=cfg.out_propagation, lr=cfg.lr,
+            jacobian_weight=cfg.jacobian_weight,
+            weight_decay=cfg.weight_decay, evaluator=evaluator,
+            warm_start=cfg.warm_start, **cfg.layer_options())
+        return module, dm
+
+    def callbacks(self, cfg: TrainConfig) -> List[Callback]:
+        best = ModelCheckpoint(filename="best-{epoch}", monitor="val_acc",
+                               mode="max")
+        # last.ckpt after every epoch, overwritten: what --resume continues
+        # from (ModelCheckpoint(save_last=True) only writes it when the best
+        # improves).
+        latest = ModelCheckpoint(filename="last",
+                                 enable_version_counter=False)
+        return [best, latest]
+
+    def resume_from(self, cfg: TrainConfig) -> Optional[str]:
+        return cfg.resume
+
+    def record(self, cfg: TrainConfig, run: Run, trainer: pl.Trainer,
+               module: pl.LightningModule, dm: pl.LightningDataModule,
+               history: EpochHistory, callbacks: Sequence[Callback],
+               wall: float) -> Dict[str, Any]:
+        best = callbacks[0].best_model_path or None
+        tested = trainer.test(module, dm, ckpt_path=best, verbose=False)[0]
+        steps = [e["fwd_steps"] for e in history.epochs if "fwd_steps" in e]
+        on_gpu = trainer.accelerator.__class__.__name__.lower() \
+            .startswith("cuda")
+        return {
+            "dataset": cfg.dataset, "method": cfg.method, "seed": cfg.seed,
+            "test_acc": float(tested["test_acc"]),
+            "val_acc": float(tested["val_acc"]),
+            "epochs": trainer.current_epoch,
+            "wall_s": wall,
+            "peak_memory_bytes": _peak_memory(on_gpu),
+            "peak_saved_bytes": int(module.peak_saved_bytes),
+            "mean_forward_steps": sum(steps) / len(steps) if steps else None,
+            # shares of training calls (means of the per-epoch shares)
+            "forward_converged": mean_of(history.epochs, "fwd_converged"),
+            "adjoint_solved": mean_of(history.epochs, "bwd_converged"),
+            "unrolled": mean_of(history.epochs, "unrolled"),
+            "best_checkpoint": best,
+            "residual_trace_first": history.first_trace,
+            "residual_trace_final": list(module.model.stats.residual_trace),
+            "history": history.epochs,
+            "config": cfg.to_dict(),
+            "is_global_zero": trainer.is_global_zero,
+        }
+
+    def summarise(self, cfg: TrainConfig, records: List[Dict[str, Any]],
+                  conv: str, wall: float) -> Dict[str, Any]:
+        return records[0]  # one training: its record is the report
+
+
 def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
     """Train, pick the best-validation checkpoint, test it, report.
 
@@ -96,61 +179,4 @@ def train_node_classifier(cfg: TrainConfig) -> Dict[str, Any]:
     (autograd-saved bytes of one training step), ``mean_forward_steps``,
     ``history`` and ``config``.
     """
-    cfg.check()
-    flush_denormals()
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = NodeDataModule(cfg.dataset, cfg.data_root, cfg.split, cfg.seed,
-                        cfg.loader, cfg.num_neighbors, cfg.batch_size,
-                        download=cfg.download,
-                        normalize_features=cfg.normalize_features)
-    evaluator = cfg.dataset if cfg.dataset in OGB_DATASETS else None
-    module = NodeClassificationModule(
-        dm.num_features, dm.num_classes, hidden_channels=cfg.hidden,
-        input_dropout=cfg.input_dropout, dropout=cfg.dropout,
-        output_dropout=cfg.output_dropout,
-        out_propagation=cfg.out_propagation, lr=cfg.lr,
-        jacobian_weight=cfg.jacobian_weight,
-        weight_decay=cfg.weight_decay, evaluator=evaluator,
-        warm_start=cfg.warm_start, **cfg.layer_options())
-    run_dir = Path(cfg.output_dir) / f"{cfg.dataset}-{cfg.method}-s{cfg.seed}"
-    history = EpochHistory()
-    # Checkpoints go to the logger's version folder, one per run:
-    # <output_dir>/<dataset>-<method>-s<seed>/logs/version_N/checkpoints.
-    checkpoint = ModelCheckpoint(filename="best-{epoch}", monitor="val_acc",
-                                 mode="max")
-    # last.ckpt after every epoch, overwritten: what --resume continues from
-    # (ModelCheckpoint(save_last=True) only writes it when the best improves).
-    latest = ModelCheckpoint(filename="last", enable_version_counter=False)
-    trainer = make_trainer(cfg, run_dir, "logs",
-                           [checkpoint, latest, history], checkpointing=True,
-                           use_distributed_sampler=False)
-    start = time.perf_counter()
-    trainer.fit(module, dm, ckpt_path=cfg.resume)
-    wall = time.perf_counter() - start
-    best = checkpoint.best_model_path or None
-    tested = trainer.test(module, dm, ckpt_path=best, verbose=False)[0]
-    steps = [e["fwd_steps"] for e in history.epochs if "fwd_steps" in e]
-    on_gpu = trainer.accelerator.__class__.__name__.lower().startswith("cuda")
-    result = {
-        "dataset": cfg.dataset, "method": cfg.method, "seed": cfg.seed,
-        "test_acc": float(tested["test_acc"]),
-        "val_acc": float(tested["val_acc"]),
-        "epochs": trainer.current_epoch,
-        "wall_s": wall,
-        "peak_memory_bytes": _peak_memory(on_gpu),
-        "peak_saved_bytes": int(module.peak_saved_bytes),
-        "mean_forward_steps": sum(steps) / len(steps) if steps else None,
-        # shares of training calls (means of the per-epoch shares)
-        "forward_converged": mean_of(history.epochs, "fwd_converged"),
-        "adjoint_solved": mean_of(history.epochs, "bwd_converged"),
-        "unrolled": mean_of(history.epochs, "unrolled"),
-        "best_checkpoint": best,
-        "residual_trace_first": history.first_trace,
-        "residual_trace_final": list(module.model.stats.residual_trace),
-        "history": history.epochs,
-        "config": cfg.to_dict(),
-        "is_global_zero": trainer.is_global_zero,
-    }
-    write_report(result, cfg.output_json, cfg.plot, "plot_run")
-    return result
-
+    return run(NodeTask(), cfg)

@@ -1,0 +1,144 @@
+"""One runner for every task: seeding, the trainer, fit, the record of each
+training and the report, written once.
+
+A task (node classification, graph classification, bAbI) says what is its
+own: which trainings a config asks for (:meth:`Task.runs`: one, one per fold,
+one per fold and question type), how one is built (:meth:`Task.build`: the
+LightningModule and DataModule), how its epoch is selected and tested and
+what its record holds (:meth:`Task.record`), and how the records make the
+report (:meth:`Task.summarise`). :func:`run` owns the rest, the same for
+all: the seed of each training, the ``pl.Trainer`` and its logs, ``fit``
+(resuming where the task allows), Lightning's notices once, and the JSON
+report and figures from the global-zero process only.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import (Any, Callable, ClassVar, Dict, Iterable, List, Optional,
+                    Sequence, Tuple)
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+
+from ..utils.records import write_json
+from .base import flush_denormals
+from .config import RunConfig
+from .trainer import EpochHistory, make_trainer, quiet_lightning
+
+#: ``conv_factory(hidden_channels, num_edge_types) -> module``: a layer to
+#: train in place of RBPGatedGraphConv (the benchmarks' PyG baselines).
+ConvFactory = Callable[[int, int], Any]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training of a task: the logger's name for it, its seed and the
+    task's own keys (``fold``, ``question_type``)."""
+
+    version: str
+    seed: int
+    keys: Dict[str, int] = field(default_factory=dict)
+
+
+class Task:
+    """What a task gives :func:`run` (see the module docstring)."""
+
+    #: The function of :mod:`pyg_rbp.lightning.plots` that draws the report.
+    plotter: ClassVar[str] = ""
+    #: Whether Lightning's checkpointing is on (callbacks that save).
+    checkpointing: ClassVar[bool] = False
+    #: Further ``pl.Trainer`` options of the task.
+    trainer_options: ClassVar[Dict[str, Any]] = {}
+
+    def runs(self, cfg: Any) -> Iterable[Run]:
+        raise NotImplementedError
+
+    def run_dir(self, cfg: Any, conv: str) -> Path:
+        """The folder of the run's logs (and checkpoints)."""
+        raise NotImplementedError
+
+    def build(self, cfg: Any, run: Run, conv_factory: Optional[ConvFactory]
+              ) -> Tuple[pl.LightningModule, pl.LightningDataModule]:
+        raise NotImplementedError
+
+    def callbacks(self, cfg: Any) -> List[Callback]:
+        """Callbacks beyond the epoch history (fresh per training)."""
+        return []
+
+    def resume_from(self, cfg: Any) -> Optional[str]:
+        """A checkpoint to continue the training from (``None``: start)."""
+        return None
+
+    def record(self, cfg: Any, run: Run, trainer: pl.Trainer,
+               module: pl.LightningModule, dm: pl.LightningDataModule,
+               history: EpochHistory, callbacks: Sequence[Callback],
+               wall: float) -> Dict[str, Any]:
+        """The record of one finished training: its selected epoch, tested
+        as the task's protocol says, and its figures."""
+        raise NotImplementedError
+
+    def summarise(self, cfg: Any, records: List[Dict[str, Any]], conv: str,
+                  wall: float) -> Dict[str, Any]:
+        """The report from the records of every training."""
+        raise NotImplementedError
+
+
+def conv_name(conv_factory: Optional[ConvFactory]) -> str:
+    """``'rbp'``, or the factory's ``name`` (``'custom'`` without one)."""
+    if conv_factory is None:
+        return "rbp"
+    return str(getattr(conv_factory, "name", "custom"))
+
+
+def run(task: Task, cfg: RunConfig,
+        conv_factory: Optional[ConvFactory] = None) -> Dict[str, Any]:
+    """Check ``cfg``, train every run of ``task``, write and return the
+    report (see the module docstring)."""
+    cfg.check()
+    flush_denormals()
+    start = time.perf_counter()
+    conv = conv_name(conv_factory)
+    records = []
+    for i, one in enumerate(task.runs(cfg)):
+        with quiet_lightning(i > 0):  # Lightning's notices once
+            records.append(_train(task, cfg, one, conv_factory, conv))
+    result = task.summarise(cfg, records, conv, time.perf_counter() - start)
+    write_report(result, cfg.output_json, cfg.plot, task.plotter)
+    return result
+
+
+def _train(task: Task, cfg: RunConfig, one: Run,
+           conv_factory: Optional[ConvFactory], conv: str) -> Dict[str, Any]:
+    pl.seed_everything(one.seed, workers=True, verbose=False)
+    module, dm = task.build(cfg, one, conv_factory)
+    history = EpochHistory()
+    extra = task.callbacks(cfg)
+    trainer = make_trainer(cfg, task.run_dir(cfg, conv), one.version,
+                           [*extra, history], checkpointing=task.checkpointing,
+                           **task.trainer_options)
+    start = time.perf_counter()
+    trainer.fit(module, dm, ckpt_path=task.resume_from(cfg))
+    wall = time.perf_counter() - start
+    return task.record(cfg, one, trainer, module, dm, history, extra, wall)
+
+
+def write_report(result: Dict[str, Any], output_json: Optional[str],
+                 plot_dir: Optional[str], plotter: str) -> None:
+    """Write ``result`` to ``output_json`` and, with ``plot_dir``, call
+    ``pyg_rbp.lightning.plots.<plotter>(result, plot_dir)`` (matplotlib is
+    imported only then). Other ranks than global zero write nothing."""
+    if not result.get("is_global_zero", True):
+        return
+    if output_json:
+        write_json(output_json, result)
+    if plot_dir:
+        from . import plots
+        getattr(plots, plotter)(result, plot_dir)
+
+
+def pstd(values: List[float]) -> float:
+    """The population standard deviation; 0 for a single value."""
+    return statistics.pstdev(values) if len(values) > 1 else 0.0
