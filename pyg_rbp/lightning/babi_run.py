@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback
 
 from ..data.babi import BABI_FOLDS, BABI_TASKS
 from .babi_module import BabiDataModule, BabiModule
 from .config import RunConfig, opt
-from .runner import ConvFactory, Run, Task, pstd, run
-from .trainer import EpochHistory, mean_of
+from .runner import ConvFactory, Run, Task, Trained, pstd, run
+from .trainer import mean_of
 
 
 @dataclass
@@ -107,17 +106,14 @@ class BabiTask(Task):
                             weight_decay=cfg.weight_decay, **layer)
         return module, dm
 
-    def record(self, cfg: BabiTrainConfig, run: Run, trainer: pl.Trainer,
-               module: pl.LightningModule, dm: pl.LightningDataModule,
-               history: EpochHistory, callbacks: Sequence[Callback],
-               wall: float) -> Dict[str, Any]:
-        epochs = history.epochs
+    def record(self, cfg: BabiTrainConfig, done: Trained) -> Dict[str, Any]:
+        epochs, module, dm = done.history.epochs, done.module, done.dm
         last_val = epochs[-1]["val_acc"]
         module.load_best()
-        tested = trainer.test(module, dm, verbose=False)[0]
+        tested = done.trainer.test(module, dm, verbose=False)[0]
         return {
-            "fold": run.keys["fold"],
-            "question_type": run.keys["question_type"],
+            "fold": done.run.keys["fold"],
+            "question_type": done.run.keys["question_type"],
             "best_epoch": module.best_epoch, "val_acc": module.best_key[0],
             "val_loss": -module.best_key[1],
             "test_acc": float(tested["test_acc"]),
@@ -125,16 +121,11 @@ class BabiTask(Task):
             "train_examples": len(dm.train), "val_examples": len(dm.val),
             "test_examples": len(dm.test),
             "edge_types": module.model.num_edge_types,
-            "wall_s": wall,
             "forward_steps": mean_of(epochs, "fwd_steps"),
             "forward_residual": mean_of(epochs, "fwd_residual"),
             "backward_steps": mean_of(epochs, "bwd_steps"),
             "backward_residual": mean_of(epochs, "bwd_residual"),
-            "forward_converged": mean_of(epochs, "fwd_converged"),
-            "adjoint_solved": mean_of(epochs, "bwd_converged"),
-            "unrolled": mean_of(epochs, "unrolled"),
-            "peak_saved_bytes": int(module.peak_saved_bytes),
-            "history": epochs, "is_global_zero": trainer.is_global_zero,
+            **done.figures(),
         }
 
     def summarise(self, cfg: BabiTrainConfig, records: List[Dict[str, Any]],

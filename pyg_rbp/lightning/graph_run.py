@@ -19,15 +19,14 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback
 
 from ..data import ERRICA_DATASETS, TU_DATASETS
 from ..models.graph_classifier import READOUTS, ConvFactory
 from .config import RunConfig, opt
 from .graph_datamodule import SPLITS, GraphDataModule
 from .graph_module import GraphClassificationModule
-from .runner import Run, Task, pstd, run
-from .trainer import EpochHistory, mean_of
+from .runner import Run, Task, Trained, pstd, run
+from .trainer import mean_of
 
 
 @dataclass
@@ -155,32 +154,23 @@ class GraphTask(Task):
             jacobian_weight=cfg.jacobian_weight, **model_kwargs)
         return module, dm
 
-    def record(self, cfg: GraphTrainConfig, run: Run, trainer: pl.Trainer,
-               module: pl.LightningModule, dm: pl.LightningDataModule,
-               history: EpochHistory, callbacks: Sequence[Callback],
-               wall: float) -> Dict[str, Any]:
-        epochs = history.epochs
+    def record(self, cfg: GraphTrainConfig, done: Trained) -> Dict[str, Any]:
+        epochs, module = done.history.epochs, done.module
         best = select_epoch(epochs)
-        train_idx, val_idx, test_idx = dm.split
+        train_idx, val_idx, test_idx = done.dm.split
         return {
-            "fold": run.keys["fold"], "best_epoch": int(best["epoch"]),
+            "fold": done.run.keys["fold"], "best_epoch": int(best["epoch"]),
             "val_acc": best["val_acc"], "val_loss": best["val_loss"],
             "test_acc": best["test_acc"],
             "train_graphs": len(train_idx), "val_graphs": len(val_idx),
             "test_graphs": len(test_idx),
             "edge_types": module.model.num_edge_types,
-            "wall_s": wall,
             "epoch_s": statistics.median(e["epoch_s"] for e in epochs),
             "mean_fwd_steps": statistics.mean(e.get("fwd_steps", 0.0)
                                               for e in epochs),
             "mean_graph_steps": statistics.mean(e.get("graph_steps", 0.0)
                                                 for e in epochs),
-            # shares of training calls (means of the per-epoch shares)
-            "forward_converged": mean_of(epochs, "fwd_converged"),
-            "adjoint_solved": mean_of(epochs, "bwd_converged"),
-            "unrolled": mean_of(epochs, "unrolled"),
-            "peak_saved_bytes": int(module.peak_saved_bytes),
-            "history": epochs, "is_global_zero": trainer.is_global_zero,
+            **done.figures(),
         }
 
     def summarise(self, cfg: GraphTrainConfig,

@@ -15,8 +15,7 @@ from ..data import DATASETS, OGB_DATASETS, SPLITS
 from .config import RunConfig, opt
 from .datamodule import LOADERS, NodeDataModule
 from .module import NodeClassificationModule
-from .runner import ConvFactory, Run, Task, run
-from .trainer import EpochHistory, mean_of
+from .runner import ConvFactory, Run, Task, Trained, run
 
 
 @dataclass
@@ -135,12 +134,11 @@ class NodeTask(Task):
     def resume_from(self, cfg: TrainConfig) -> Optional[str]:
         return cfg.resume
 
-    def record(self, cfg: TrainConfig, run: Run, trainer: pl.Trainer,
-               module: pl.LightningModule, dm: pl.LightningDataModule,
-               history: EpochHistory, callbacks: Sequence[Callback],
-               wall: float) -> Dict[str, Any]:
-        best = callbacks[0].best_model_path or None
-        tested = trainer.test(module, dm, ckpt_path=best, verbose=False)[0]
+    def record(self, cfg: TrainConfig, done: Trained) -> Dict[str, Any]:
+        trainer, module, history = done.trainer, done.module, done.history
+        best = done.callbacks[0].best_model_path or None
+        tested = trainer.test(module, done.dm, ckpt_path=best,
+                              verbose=False)[0]
         steps = [e["fwd_steps"] for e in history.epochs if "fwd_steps" in e]
         on_gpu = trainer.accelerator.__class__.__name__.lower() \
             .startswith("cuda")
@@ -149,20 +147,13 @@ class NodeTask(Task):
             "test_acc": float(tested["test_acc"]),
             "val_acc": float(tested["val_acc"]),
             "epochs": trainer.current_epoch,
-            "wall_s": wall,
             "peak_memory_bytes": _peak_memory(on_gpu),
-            "peak_saved_bytes": int(module.peak_saved_bytes),
             "mean_forward_steps": sum(steps) / len(steps) if steps else None,
-            # shares of training calls (means of the per-epoch shares)
-            "forward_converged": mean_of(history.epochs, "fwd_converged"),
-            "adjoint_solved": mean_of(history.epochs, "bwd_converged"),
-            "unrolled": mean_of(history.epochs, "unrolled"),
             "best_checkpoint": best,
             "residual_trace_first": history.first_trace,
             "residual_trace_final": list(module.model.stats.residual_trace),
-            "history": history.epochs,
             "config": cfg.to_dict(),
-            "is_global_zero": trainer.is_global_zero,
+            **done.figures(),
         }
 
     def summarise(self, cfg: TrainConfig, records: List[Dict[str, Any]],

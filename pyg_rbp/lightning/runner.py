@@ -26,7 +26,7 @@ from pytorch_lightning.callbacks import Callback
 from ..utils.records import write_json
 from .base import flush_denormals
 from .config import RunConfig
-from .trainer import EpochHistory, make_trainer, quiet_lightning
+from .trainer import EpochHistory, make_trainer, mean_of, quiet_lightning
 
 #: ``conv_factory(hidden_channels, num_edge_types) -> module``: a layer to
 #: train in place of RBPGatedGraphConv (the benchmarks' PyG baselines).
@@ -41,6 +41,36 @@ class Run:
     version: str
     seed: int
     keys: Dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Trained:
+    """One finished training, for :meth:`Task.record`."""
+
+    run: Run
+    trainer: pl.Trainer
+    module: pl.LightningModule
+    dm: pl.LightningDataModule
+    history: EpochHistory
+    #: What :meth:`Task.callbacks` gave this training, in that order.
+    callbacks: Sequence[Callback]
+    #: Seconds ``fit`` took.
+    wall: float
+
+    def figures(self) -> Dict[str, Any]:
+        """What every task's record holds: the seconds of ``fit``, the
+        shares of training calls whose forward converged, whose adjoint met
+        its tolerance and which were unrolled (means of the per-epoch
+        shares), the largest autograd-saved bytes of a training step, the
+        per-epoch history and whether this is the global-zero process."""
+        epochs = self.history.epochs
+        return {"wall_s": self.wall,
+                "forward_converged": mean_of(epochs, "fwd_converged"),
+                "adjoint_solved": mean_of(epochs, "bwd_converged"),
+                "unrolled": mean_of(epochs, "unrolled"),
+                "peak_saved_bytes": int(self.module.peak_saved_bytes),
+                "history": epochs,
+                "is_global_zero": self.trainer.is_global_zero}
 
 
 class Task:
@@ -72,10 +102,7 @@ class Task:
         """A checkpoint to continue the training from (``None``: start)."""
         return None
 
-    def record(self, cfg: Any, run: Run, trainer: pl.Trainer,
-               module: pl.LightningModule, dm: pl.LightningDataModule,
-               history: EpochHistory, callbacks: Sequence[Callback],
-               wall: float) -> Dict[str, Any]:
+    def record(self, cfg: Any, done: Trained) -> Dict[str, Any]:
         """The record of one finished training: its selected epoch, tested
         as the task's protocol says, and its figures."""
         raise NotImplementedError
@@ -122,7 +149,8 @@ def _train(task: Task, cfg: RunConfig, one: Run,
     start = time.perf_counter()
     trainer.fit(module, dm, ckpt_path=task.resume_from(cfg))
     wall = time.perf_counter() - start
-    return task.record(cfg, one, trainer, module, dm, history, extra, wall)
+    return task.record(cfg, Trained(one, trainer, module, dm, history, extra,
+                                    wall))
 
 
 def write_report(result: Dict[str, Any], output_json: Optional[str],
