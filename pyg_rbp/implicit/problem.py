@@ -26,6 +26,12 @@ from .stats import (ConvergenceMonitor, ConvergenceWarning, RBPStats,
 from ..utils.memory import tensor_bytes
 
 
+#: The gradient methods (``stats.backward_method``) that back-propagate
+#: through recorded forward steps: all of them (the hybrid's fallback),
+#: the last ones, or damped ones from the fixed point (the phantom).
+UNROLLED = ("bptt", "tbptt", "phantom")
+
+
 def num_graphs_of(batch: Optional[Tensor]) -> int:
     """The number of graphs PyG's node-to-graph vector names (1 without)."""
     if batch is None or batch.numel() == 0:
@@ -155,7 +161,7 @@ class Problem:
         if monitor is not None and torch.is_grad_enabled():
             monitor.calls += 1
             monitor.forward_converged += converged
-            monitor.unrolled += stats.backward_method in ("bptt", "tbptt")
+            monitor.unrolled += stats.backward_method in UNROLLED
         if it.nonfinite:
             warnings.warn(
                 f"rbp: the forward iteration produced non-finite values at "
@@ -198,7 +204,7 @@ def _what_the_gradient_was(stats: RBPStats) -> str:
         return ("its unrolled steps did not fit the memory budget, so "
                 "its gradient is the implicit one at a state that is "
                 "not a fixed point: off by an unknown amount")
-    if stats.backward_method in ("bptt", "tbptt"):
+    if stats.backward_method in UNROLLED:
         return "its gradient is back-propagation through the steps"
     return ("an implicit gradient there is off by an unknown "
             "amount (it holds only at a fixed point)")
