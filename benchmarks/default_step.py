@@ -22,19 +22,17 @@ and the autograd-saved bytes of a step.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import time
-import warnings
-from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import torch
 
 from pyg_rbp import RBPGatedGraphConv
 from pyg_rbp.utils import SavedTensorMeter, write_json
+
+import harness  # beside this script
 
 #: The layer's options at each default (beside the task's own settings).
 DEFAULTS: Dict[str, Dict[str, Any]] = {
@@ -149,22 +147,15 @@ def measure(steps: Dict[str, Callable[[], Dict[str, Any]]], reps: int,
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--workloads", nargs="+", default=["pubmed", "mutag"],
                    choices=("pubmed", "mutag"))
     p.add_argument("--reps", type=int, default=10,
                    help="measured steps per default (pubmed)")
     p.add_argument("--mutag-reps", type=int, default=60,
                    help="measured steps per default (mutag: 10 epochs)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--data-root", default=os.environ.get(
-        "PYG_RBP_DATA_ROOT", str(Path(__file__).resolve().parents[2] /
-                                 "shared" / "data")))
-    p.add_argument("--output-json", default=None)
     a = p.parse_args()
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(a.threads)
-    torch.set_flush_denormal(True)
+    harness.start(a)
     results: Dict[str, Any] = {"threads": a.threads}
     if "pubmed" in a.workloads:
         results["pubmed"] = measure(pubmed_steps(a.threads), a.reps, 2)

@@ -22,19 +22,17 @@ Anderson and GMRES).
 """
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import time
-import warnings
-from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import torch
 
 from pyg_rbp import GMRES, METHODS, SOLVERS, RBPGatedGraphConv
 from pyg_rbp.utils import SavedTensorMeter, write_json
+
+import harness  # beside this script
 
 #: (row name, layer options): every method with the default solver, then
 #: the default method with every solver.
@@ -103,19 +101,12 @@ def measure(x: torch.Tensor, edge_index: torch.Tensor, r: torch.Tensor,
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--workloads", nargs="+", default=["cora", "pubmed"],
                    choices=("cora", "pubmed"))
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--data-root", default=os.environ.get(
-        "PYG_RBP_DATA_ROOT", str(Path(__file__).resolve().parents[2] /
-                                 "shared" / "data")))
-    p.add_argument("--output-json", default=None)
     a = p.parse_args()
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(a.threads)
-    torch.set_flush_denormal(True)
+    harness.start(a)
     results: Dict[str, Any] = {"threads": a.threads, "reps": a.reps}
     for name in a.workloads:
         x, edge_index = workload(name, a.data_root)
