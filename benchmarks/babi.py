@@ -1,11 +1,13 @@
 """GGNN's bAbI tasks, every contender side by side, all 10 folds.
 
 One process per (task, contender), each writing its JSON (a run whose JSON
-exists is skipped, so the sweep resumes); then the table of docs/babi.md:
+exists is reused, with a message, so the sweep resumes; ``--rerun`` runs it
+again); then the table of docs/babi.md. New runs go to
+``outputs/benchmarks/babi`` unless ``--results`` names a folder:
 
-    python benchmarks/babi.py                       # everything
-    python benchmarks/babi.py --tasks 16 18 --contenders neumann bptt
-    python benchmarks/babi.py --table               # only print the table
+    python -m benchmarks.babi                       # everything
+    python -m benchmarks.babi --tasks 16 18 --contenders neumann bptt
+    python -m benchmarks.babi --table --results benchmarks/results/v02/babi
 
 Contenders, all with the same output model (:class:`pyg_rbp.models.RBPGGNN`)
 and the layer's own defaults (per task only the hidden size and the edge
@@ -21,17 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import torch
 from pyg_rbp.utils import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "babi"
+from benchmarks import harness
+
+#: The committed results docs/babi.md quotes.
+RESULTS = harness.STORED / "v02" / "babi"
 
 #: Per task: the hidden size, the training examples (the paper: 50, and
 #: 250 for task 19's GGS-NN figure) and the epochs where not
@@ -55,12 +56,9 @@ PAPER = {4: "100.0 ± 0.0", 15: "100.0 ± 0.0", 16: "100.0 ± 0.0",
 
 def run_one(task: int, contender: str, a: argparse.Namespace) -> None:
     """Train one (task, contender) over the folds, in this process."""
-    import warnings
-
-    from baselines import pyg_factory  # benchmarks/, beside this script
     from pyg_rbp.lightning import BabiTrainConfig, train_babi
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(a.threads)
+    from pyg_rbp.models import pyg_gated_factory
+    harness.start(a)
     spec = dict(TASKS[task])
     if a.hidden is not None:
         spec["hidden"] = a.hidden
@@ -73,7 +71,7 @@ def run_one(task: int, contender: str, a: argparse.Namespace) -> None:
         edge_types=contender != "pyg", download=False,
         output_dir=str(Path(a.results) / "logs"),
         output_json=str(Path(a.results) / f"{task}_{contender}.json"))
-    result = train_babi(cfg, conv_factory=pyg_factory(a.pyg_layers)
+    result = train_babi(cfg, conv_factory=pyg_gated_factory(a.pyg_layers)
                         if contender == "pyg" else None)
     compact(Path(cfg.output_json))
     print(f"task {task} {contender}: {100 * result['test_acc']:.1f} % "
@@ -141,7 +139,7 @@ def steps_table(tasks: List[int], results: Path = RESULTS) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = harness.parser(__doc__, output="results", name="babi")
     p.add_argument("--tasks", type=int, nargs="+", default=list(TASKS))
     p.add_argument("--contenders", nargs="+", default=list(CONTENDERS),
                    choices=CONTENDERS)
@@ -153,13 +151,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pyg-layers", type=int, default=5,
                    help="GatedGraphConv's steps (GGNN used 5 on bAbI)")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--hidden", type=int, default=None,
                    help="hidden size for every task (default: per task, "
                         "TASKS); give a --results folder of its own")
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
-    p.add_argument("--results", default=str(RESULTS),
-                   help="folder of the JSON files (and Lightning logs)")
     p.add_argument("--table", action="store_true",
                    help="only print the tables of the results on disk")
     p.add_argument("--run-one", nargs=2, metavar=("TASK", "CONTENDER"),
@@ -171,20 +165,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not a.table:
         for task in a.tasks:
             for c in a.contenders:
-                if (Path(a.results) / f"{task}_{c}.json").exists():
+                if harness.reuse(Path(a.results) / f"{task}_{c}.json",
+                                 a.rerun):
                     continue
-                cmd = [sys.executable, __file__, "--run-one", str(task), c,
-                       *(["--epochs", str(a.epochs)] if a.epochs else []),
-                       "--seed", str(a.seed),
-                       "--pyg-layers", str(a.pyg_layers),
-                       "--threads", str(a.threads),
-                       *(["--hidden", str(a.hidden)] if a.hidden else []),
-                       "--data-root", a.data_root,
-                       "--results", a.results,
-                       "--folds", *map(str, a.folds)]
-                subprocess.run(cmd, check=True, env=dict(
-                    os.environ, OMP_NUM_THREADS=str(a.threads),
-                    PYTHONWARNINGS="ignore"))
+                harness.worker("babi", [
+                    "--run-one", str(task), c,
+                    *(["--epochs", str(a.epochs)] if a.epochs else []),
+                    "--seed", str(a.seed), "--pyg-layers", str(a.pyg_layers),
+                    "--threads", str(a.threads),
+                    *(["--hidden", str(a.hidden)] if a.hidden else []),
+                    "--data-root", a.data_root, "--results", a.results,
+                    "--folds", *map(str, a.folds)], a.threads)
     print(table(a.tasks, Path(a.results)))
     print()
     print(steps_table(a.tasks, Path(a.results)))

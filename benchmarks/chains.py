@@ -4,14 +4,16 @@ contender side by side, and the Neumann truncation K each length needs.
 Each (length, classes, contender) runs ``examples/chains.py`` in its own
 process under an address-space cap (``--memory-cap-gib``), so a contender
 that does not fit is recorded as out of memory instead of taking the machine
-down. JSON per run (existing ones are skipped: the sweep resumes), then the
-tables of docs/long_range.md and a plot:
+down. JSON per run (one already there is reused, with a message: the sweep
+resumes; ``--rerun`` runs it again), then the tables of docs/long_range.md
+and a plot. New runs go to ``outputs/benchmarks/chains`` unless
+``--results`` names a folder (the committed ones: benchmarks/results/chains):
 
-    python benchmarks/chains.py --classes 2 --lengths 10 20 50 100 200 500 1000
-    python benchmarks/chains.py --classes 3 --lengths 100 200 --contenders neumann
-    python benchmarks/chains.py --k-sweep --classes 3 --lengths 100 200 \
+    python -m benchmarks.chains --classes 2 --lengths 10 20 50 100 200 500 1000
+    python -m benchmarks.chains --classes 3 --lengths 100 200 --contenders neumann
+    python -m benchmarks.chains --k-sweep --classes 3 --lengths 100 200 \
         --backward-steps 5 10 20 50 100
-    python benchmarks/chains.py --table-only --plot docs/img
+    python -m benchmarks.chains --table-only --results benchmarks/results/chains
 """
 from __future__ import annotations
 
@@ -23,10 +25,13 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
+
 from pyg_rbp.utils import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "chains"  # --results changes it
+from benchmarks import harness
+
+ROOT = harness.ROOT
+RESULTS = harness.RUNS / "chains"  # --results changes it
 
 #: contender -> flags of examples/chains.py
 CONTENDERS: Dict[str, List[str]] = {
@@ -48,7 +53,7 @@ def _cap(gib: float):
 
 def run_one(name: str, flags: List[str], a: argparse.Namespace) -> Dict:
     out = RESULTS / f"{name}.json"
-    if out.exists():
+    if harness.reuse(out, a.rerun):
         return json.loads(out.read_text())
     RESULTS.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, str(ROOT / "examples" / "chains.py"), *flags,
@@ -207,7 +212,8 @@ def plot(out_dir: str) -> None:
 
 def main() -> int:
     global RESULTS
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, output="results", name="chains",
+                       data=False)
     p.add_argument("--classes", type=int, nargs="+", default=[2])
     p.add_argument("--lengths", type=int, nargs="+",
                    default=[10, 20, 50, 100, 200, 500, 1000])
@@ -215,15 +221,12 @@ def main() -> int:
                    choices=list(CONTENDERS))
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--max-epochs", type=int, default=300)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--memory-cap-gib", type=float, default=16.0)
     p.add_argument("--pyg-max-length", type=int, default=1000)
     p.add_argument("--k-sweep", action="store_true")
     p.add_argument("--backward-steps", type=int, nargs="+",
                    default=[5, 10, 20, 50, 100])
     p.add_argument("--table-only", action="store_true")
-    p.add_argument("--results", default=str(RESULTS),
-                   help="folder of the per-run JSON files")
     p.add_argument("--plot", default=None, metavar="DIR")
     p.add_argument("extra", nargs=argparse.REMAINDER,
                    help="after --: more flags for examples/chains.py")

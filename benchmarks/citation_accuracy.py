@@ -3,12 +3,13 @@
 Trains the model of ``examples/citation.py`` (same defaults) once per
 (dataset, method, seed), sequentially, and writes one JSON record per run
 plus a markdown table of mean +- std test accuracy (at the best-validation
-epoch), autograd-saved memory per step and time per run.
+epoch), autograd-saved memory per step and time per run. The runs resume:
+those already in ``--output-json`` are reused, with a message (``--rerun``
+runs them again); the default file is under ``outputs/benchmarks/``.
 
-    python benchmarks/citation_accuracy.py --data-root ../shared/data \
-        --output-json benchmarks/results/citation_public.json
-    python benchmarks/citation_accuracy.py --split paper --seeds 10 ...
-    python benchmarks/citation_accuracy.py --methods hybrid \
+    python -m benchmarks.citation_accuracy --output-json outputs/public.json
+    python -m benchmarks.citation_accuracy --split paper --seeds 10 ...
+    python -m benchmarks.citation_accuracy --methods hybrid \
         --baselines pyg-gcn pyg-appnp pyg-gated ...   # the anchors beside us
 
 ``--baselines`` trains, in the same run and on the same data and seeds, the
@@ -20,7 +21,6 @@ with a note, when its files are missing.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -28,14 +28,14 @@ import warnings
 from pathlib import Path
 from typing import Dict, List
 
-import torch
-
-from baselines import CITATION_BASELINES, train_citation_baseline
 from pyg_rbp import METHODS, ConvergenceWarning
 from pyg_rbp.data import PLANETOID, DatasetNotFoundError, load_node_dataset
 from pyg_rbp.lightning import TrainConfig, train_node_classifier
 from pyg_rbp.nn.gated_graph_conv import CELLS
 from pyg_rbp.utils import write_json
+
+from benchmarks import harness
+from benchmarks.baselines import CITATION_BASELINES, train_citation_baseline
 
 #: Row order: our methods, then the baselines.
 ORDER = tuple(METHODS) + tuple(CITATION_BASELINES)
@@ -78,8 +78,7 @@ def summarise(records: List[Dict]) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", default=None)
+    p = harness.parser(__doc__, threads=2, output=None)
     p.add_argument("--datasets", nargs="+", default=list(PLANETOID),
                    choices=PLANETOID)
     p.add_argument("--methods", nargs="*", default=list(METHODS),
@@ -113,17 +112,21 @@ def main() -> int:
                         "PyG's GCN and APPNP examples have them, or raw")
     p.add_argument("--gradient-clip", type=float, default=d.gradient_clip,
                    help="clip the gradient norm (0: no clip)")
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--accelerator", default="auto",
                    help="cpu, gpu or auto (Lightning's)")
-    p.add_argument("--output-json", required=True)
+    p.add_argument("--output-json",
+                   default=str(harness.RUNS / "citation_accuracy.json"),
+                   help="the runs' records (those already there are reused)")
+    p.add_argument("--rerun", action="store_true",
+                   help="run again the runs already in --output-json")
     p.add_argument("--output-dir", default="outputs/benchmark")
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
+    harness.start(a)
     warnings.simplefilter("ignore", ConvergenceWarning)
     out = Path(a.output_json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    records: List[Dict] = json.loads(out.read_text()) if out.exists() else []
+    records: List[Dict] = json.loads(out.read_text()) \
+        if harness.reuse(out, a.rerun) else []
     done = {(r["dataset"], r["method"], r["seed"], r.get("features"))
             for r in records}
     cell = a.cell or "contractive"

@@ -1,13 +1,9 @@
 """Autograd-saved bytes of one training step of the citation model, per
 method (the memory column of docs/results.md).
 
-    python benchmarks/citation_memory.py --data-root ../shared/data \
-        --output-json benchmarks/results/citation_memory.json
+    python -m benchmarks.citation_memory --output-json outputs/memory.json
 """
 from __future__ import annotations
-
-import argparse
-import warnings
 
 import torch
 
@@ -16,15 +12,14 @@ from pyg_rbp.data import load_node_dataset
 from pyg_rbp.lightning import NodeClassificationModule
 from pyg_rbp.utils import SavedTensorMeter, write_json
 
+from benchmarks import harness
+
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", default=None)
+    p = harness.parser(__doc__)
     p.add_argument("--datasets", nargs="+", default=["Cora", "CiteSeer"])
-    p.add_argument("--output-json", required=True)
     a = p.parse_args()
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(1)
+    harness.start(a)
     out = []
     for name in a.datasets:
         data = load_node_dataset(name, a.data_root, download=False)
@@ -41,7 +36,8 @@ def main() -> None:
             out.append({"dataset": name, "method": method,
                         "saved_bytes": meter.bytes})
             print(f"{name:9} {method:12} {meter.bytes / 2**20:8.1f} MiB")
-    write_json(a.output_json, out)
+    if a.output_json:
+        write_json(a.output_json, out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ Per (workload, default): the median step time, the mean forward and
 backward steps per call, what the backward was (``stats.backward_method``)
 and the autograd-saved bytes of a step.
 
-    python benchmarks/default_step.py --output-json benchmarks/results/default_step.json
+    python -m benchmarks.default_step --output-json benchmarks/results/default_step.json
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import torch
 from pyg_rbp import RBPGatedGraphConv
 from pyg_rbp.utils import SavedTensorMeter, write_json
 
-import harness  # beside this script
+from benchmarks import harness
 
 #: The layer's options at each default (beside the task's own settings).
 DEFAULTS: Dict[str, Dict[str, Any]] = {

@@ -6,37 +6,28 @@ residual ``--tol`` (default 1e-5) for RBPGatedGraphConv on the Cora graph
 initial weights and with the state weights scaled up, which makes F less
 contractive (trained models drift that way), and times both.
 
-    python benchmarks/forward_solvers.py --output-json benchmarks/results/forward_solvers.json
+    python -m benchmarks.forward_solvers --output-json outputs/solvers.json
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import time
-import warnings
-from pathlib import Path
 
 import torch
+
+from pyg_rbp import RBPGatedGraphConv
 from pyg_rbp.utils import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks import harness
+from benchmarks.run import load_graph
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    p = harness.parser(__doc__)
     p.add_argument("--tol", type=float, default=1e-5)
     p.add_argument("--max-iter", type=int, default=2000)
     p.add_argument("--scales", nargs="+", type=float, default=[1, 2, 3, 4])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--output-json", required=True)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    warnings.simplefilter("ignore")
-    from benchmarks.run import load_graph
-    from pyg_rbp import RBPGatedGraphConv
+    harness.start(a)
     edge_index, n, _ = load_graph("Cora", a.data_root)
     x = torch.randn(n, 64, generator=torch.Generator().manual_seed(0))
     records = []
@@ -50,9 +41,7 @@ def main() -> int:
                 conv.rnn.weight_hh.mul_(scale)
                 conv.rnn.weight_ih[:, :64].mul_(scale)
                 conv(x, edge_index)  # warm-up
-                start = time.perf_counter()
-                conv(x, edge_index)
-                wall = time.perf_counter() - start
+                _, wall = harness.timed(lambda: conv(x, edge_index))
             s = conv.stats
             rec = {"graph": "Cora", "scale": scale, "solver": solver,
                    "tol": a.tol, "f_evaluations": s.forward_steps,
@@ -69,9 +58,8 @@ def main() -> int:
               f"{'' if fp['converged'] else ' (not converged)'} | "
               f"{an['f_evaluations']}{'' if an['converged'] else ' (nc)'} | "
               f"{an['f_evaluations'] / fp['f_evaluations']:.2f} |")
-    out = Path(a.output_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, records)
+    if a.output_json:
+        write_json(a.output_json, records)
     return 0
 
 

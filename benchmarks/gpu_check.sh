@@ -122,12 +122,12 @@ for prec in 32-true bf16-mixed 16-mixed; do
         --no-progress-bar --output-dir "$WORK/runs" \
         --output-json "$WORK/cora_$tag.json"
 done
-part quick_cuda 75 "$PY" benchmarks/run.py --quick --reps 3 --device cuda \
+part quick_cuda 75 "$PY" -m benchmarks.run --quick --reps 3 --device cuda \
     --data-root "$DATA" --output-json "$WORK/quick_cuda.json"
-part host_syncs 20 "$PY" benchmarks/host_syncs.py --device cuda \
+part host_syncs 20 "$PY" -m benchmarks.host_syncs --device cuda \
     --nodes 20000 --tol 1e-5 --output-json "$WORK/host_syncs.json"
-part scale_neumann 30 "$PY" benchmarks/scale.py --contenders neumann \
+part scale_neumann 30 "$PY" -m benchmarks.scale --contenders neumann \
     --sizes 1000000 --device cuda --output-json "$WORK/scale_neumann.json"
-part scale_bptt 20 "$PY" benchmarks/scale.py --contenders bptt \
+part scale_bptt 20 "$PY" -m benchmarks.scale --contenders bptt \
     --sizes 100000 --device cuda --output-json "$WORK/scale_bptt.json"
 finish "$FAILED"

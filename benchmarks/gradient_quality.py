@@ -13,30 +13,26 @@ that call's returned state:
 * the cosine between each method's parameter gradient and BPTT's through
   the same 30 steps (the gradient of what the forward computed).
 
-    python benchmarks/gradient_quality.py                  # neumann, seed 0
-    python benchmarks/gradient_quality.py --method hybrid --seed 0
+    python -m benchmarks.gradient_quality                  # neumann, seed 0
+    python -m benchmarks.gradient_quality --method hybrid --seed 0
 
-Prints a table and writes benchmarks/results/gradient_quality_<method>.json
-(``--output``).
+Prints a table and writes outputs/benchmarks/gradient_quality_<method>.json
+(``--output-json``; the committed one: benchmarks/results/).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
-from pathlib import Path
 from typing import Dict, List
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-from quickstart import Net, make_data  # noqa: E402
+from pyg_rbp import BPTT, CG, ConvergenceWarning, Neumann
+from pyg_rbp.implicit.adjoint import neumann
+from pyg_rbp.utils import write_json
 
-from pyg_rbp import BPTT, CG, ConvergenceWarning, Neumann  # noqa: E402
-from pyg_rbp.implicit.adjoint import neumann  # noqa: E402
-from pyg_rbp.utils import write_json  # noqa: E402
+from benchmarks import harness
 
 
 def _flat_grad(model: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:
@@ -50,7 +46,7 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-30))
 
 
-def diagnose(model: Net, x: torch.Tensor, edge_index: torch.Tensor,
+def diagnose(model: torch.nn.Module, x: torch.Tensor, edge_index: torch.Tensor,
              y: torch.Tensor, train: torch.Tensor) -> Dict[str, float]:
     """The measurements at the current weights (see the module docstring)."""
     conv = model.conv
@@ -105,17 +101,18 @@ def diagnose(model: Net, x: torch.Tensor, edge_index: torch.Tensor,
 
 
 def main(argv: List[str] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = harness.parser(__doc__, data=False)
     p.add_argument("--method", default="neumann")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--every", type=int, default=5)
     p.add_argument("--contraction-bound", type=float, default=0.99,
                    help="the layer's safeguard (0: off)")
-    p.add_argument("--output", default=None)
     a = p.parse_args(argv)
-    torch.set_num_threads(1)
+    harness.start(a)
     warnings.simplefilter("ignore", ConvergenceWarning)
+    quickstart = harness.example("quickstart")
+    Net, make_data = quickstart.Net, quickstart.make_data
     x, edge_index, y, train, test = make_data(a.seed)
     torch.manual_seed(a.seed)
     model = Net(16, 32, 4, num_layers=30, method=a.method,
@@ -148,9 +145,9 @@ def main(argv: List[str] = None) -> int:
         opt.zero_grad()
         F.cross_entropy(model(x, edge_index)[train], y[train]).backward()
         opt.step()
-    path = Path(a.output) if a.output else \
-        ROOT / "benchmarks" / "results" / f"gradient_quality_{a.method}.json"
-    write_json(path, {"args": vars(a), "rows": rows})
+    write_json(a.output_json or harness.RUNS /
+               f"gradient_quality_{a.method}.json", {"args": vars(a),
+                                                     "rows": rows})
     return 0
 
 

@@ -2,15 +2,17 @@
 
 Runs ``examples/graph_classification.py`` once per (dataset, contender, fold),
 each in its own process, keeps each fold's JSON (a fold whose JSON exists is
-skipped, so the sweep resumes), joins the folds into one report per
-(dataset, contender), and prints the table of docs/graph_classification.md:
+reused, with a message, so the sweep resumes; ``--rerun`` runs it again),
+joins the folds into one report per (dataset, contender), and prints the
+table of docs/graph_classification.md. New runs go to
+``outputs/benchmarks/graph_classification`` unless ``--results`` names a
+folder:
 
-    python benchmarks/graph_classification.py --datasets MUTAG
-    python benchmarks/graph_classification.py --datasets PROTEINS NCI1 \
+    python -m benchmarks.graph_classification --datasets MUTAG
+    python -m benchmarks.graph_classification --datasets PROTEINS NCI1 \
         --contenders neumann bptt pyg --epochs 50
-    python benchmarks/graph_classification.py --datasets NCI1 --contenders \
-        neumann --results benchmarks/results/graph_classification_errica \
-        -- --splits errica         # the fixed folds of Errica et al.
+    python -m benchmarks.graph_classification --datasets NCI1 --contenders \
+        neumann --results outputs/errica -- --splits errica  # Errica's folds
 
 Contenders: ``neumann`` and ``bptt`` (our layer, typed edges where the data
 has them), ``pyg`` (PyG's GatedGraphConv, ``--pyg-layers`` untied steps,
@@ -27,10 +29,10 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List
+
 from pyg_rbp.utils import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks import harness
 
 CONTENDERS: Dict[str, List[str]] = {
     "hybrid": ["--method", "hybrid"],
@@ -44,11 +46,11 @@ CONTENDERS: Dict[str, List[str]] = {
 
 def run(dataset: str, contender: str, a: argparse.Namespace) -> Path:
     """Train the contender fold by fold, each fold in its own process with
-    its own JSON under ``parts/`` (a fold whose JSON exists is skipped, so
+    its own JSON under ``parts/`` (a fold whose JSON exists is reused, so
     an interrupted sweep resumes at the fold it was in), then join the
     folds into ``<dataset>_<contender>.json``."""
     out = Path(a.results) / f"{dataset}_{contender}.json"
-    if out.exists():
+    if harness.reuse(out, a.rerun):
         return out
     parts = Path(a.results) / "parts" / f"{dataset}_{contender}"
     parts.mkdir(parents=True, exist_ok=True)
@@ -56,10 +58,10 @@ def run(dataset: str, contender: str, a: argparse.Namespace) -> Path:
     for fold in range(a.folds):
         fold_out = parts / f"fold{fold}.json"
         fold_paths.append(fold_out)
-        if fold_out.exists():
+        if harness.reuse(fold_out, a.rerun):
             continue
         args = [sys.executable,
-                str(ROOT / "examples" / "graph_classification.py"),
+                str(harness.ROOT / "examples" / "graph_classification.py"),
                 "--dataset", dataset, "--folds", str(a.folds), "--fold",
                 str(fold), "--max-epochs", str(a.epochs), "--seed",
                 str(a.seed), "--output-json", str(fold_out),
@@ -121,7 +123,8 @@ def table(paths: List[Path]) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, threads=2, output="results",
+                       name="graph_classification")
     p.add_argument("--datasets", nargs="+", default=["MUTAG"])
     p.add_argument("--contenders", nargs="+", default=["neumann", "bptt",
                                                        "pyg"],
@@ -131,11 +134,6 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pyg-layers", type=int, default=8,
                    help="GatedGraphConv steps (ours converge in ~7)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data-root", default=os.environ.get(
-        "PYG_RBP_DATA_ROOT", str(ROOT.parent / "shared" / "data")))
-    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"
-                                            / "graph_classification"))
     p.add_argument("--table-only", action="store_true")
     p.add_argument("extra", nargs=argparse.REMAINDER,
                    help="after --: more flags for the example")

@@ -1,38 +1,148 @@
-"""What every benchmark script shares: the options every one takes (threads,
-data root, output JSON) and the process set-up they need (one thread count,
-denormals flushed, warnings quiet). Imported by the scripts beside it
-(``python benchmarks/X.py`` puts this folder on the path)."""
+"""What every benchmark shares: its options, its process set-up, where its
+results go, the timing of one call, and its worker processes.
+
+The benchmarks are a package; run each from the repository root as
+``python -m benchmarks.NAME [options]`` (``--help`` lists the options).
+
+* **Options** (:func:`parser`): ``--threads``, ``--data-root`` (``../shared/
+  data`` beside the checkout unless ``$PYG_RBP_DATA_ROOT`` says) and the
+  script's output, a JSON file or a results folder.
+* **Where results go**: a new run writes under ``outputs/benchmarks/``
+  (untracked) unless its options name another place; the committed results
+  the docs quote are in ``benchmarks/results/`` and are rewritten only when
+  a command names them. Sweeps resume: a result already on disk is reused,
+  and :func:`reuse` says so (``--rerun`` runs it again).
+* **Set-up** (:func:`start`): one torch thread count, denormal floats
+  flushed (a GEMM on them runs up to 100x slower on x86), warnings quiet.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
+#: The repository root (the benchmarks' commands run from here).
+ROOT = Path(__file__).resolve().parents[1]
+#: The committed results the docs quote.
+STORED = ROOT / "benchmarks" / "results"
+#: Where new runs write unless told otherwise (ignored by git).
+RUNS = ROOT / "outputs" / "benchmarks"
 #: ``../shared/data`` beside the checkout, unless $PYG_RBP_DATA_ROOT says.
 DEFAULT_DATA_ROOT = os.environ.get(
-    "PYG_RBP_DATA_ROOT",
-    str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    "PYG_RBP_DATA_ROOT", str(ROOT.parent / "shared" / "data"))
 
 
-def parser(doc: str) -> argparse.ArgumentParser:
+def parser(doc: str, *, threads: int = 1, output: Optional[str] = "json",
+           name: str = "", data: bool = True) -> argparse.ArgumentParser:
     """An argument parser described by the script's docstring's first line,
-    with ``--threads``, ``--data-root`` and ``--output-json``."""
-    p = argparse.ArgumentParser(description=doc.splitlines()[0])
-    p.add_argument("--threads", type=int, default=1,
+    with ``--threads``, ``--data-root`` and the script's output.
+
+    Args:
+        doc: The script's docstring.
+        threads: ``--threads``' default.
+        output: ``"json"``: ``--output-json`` (default none: only print);
+            ``"results"``: ``--results FOLDER`` (default
+            ``outputs/benchmarks/<name>``) and ``--rerun`` for sweeps that
+            keep one file per part; ``None``: neither.
+        name: The script's name (the default results folder).
+        data: Whether it reads datasets (``--data-root``).
+    """
+    p = argparse.ArgumentParser(
+        description=doc.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--threads", type=int, default=threads,
                    help="torch threads (1: timings comparable across runs)")
-    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
-    p.add_argument("--output-json", default=None,
-                   help="write the results here (paths in them relative)")
+    if data:
+        p.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
+                       help="folder of the datasets (nothing is downloaded)")
+    if output == "json":
+        p.add_argument("--output-json", default=None,
+                       help="write the results here (paths in them "
+                            "relative to the repository)")
+    elif output == "results":
+        p.add_argument("--results", default=str(RUNS / name),
+                       help="folder of the result files; the committed ones "
+                            "are in benchmarks/results/")
+        p.add_argument("--rerun", action="store_true",
+                       help="run the parts whose result is already there "
+                            "again instead of reusing it")
     return p
 
 
 def start(a: argparse.Namespace) -> None:
     """Set the process up as the options say: ``a.threads`` torch threads,
-    denormal floats flushed (a GEMM on them runs up to 100x slower on x86),
-    warnings quiet (the scripts report what they measure)."""
+    denormal floats flushed, warnings quiet (the scripts report what they
+    measure)."""
     warnings.simplefilter("ignore")
     torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)
+
+
+def reuse(path: Path, rerun: bool = False) -> bool:
+    """Whether to reuse the result at ``path`` instead of running it: true
+    when it exists and ``rerun`` is false, and then it says so."""
+    if rerun or not Path(path).exists():
+        return False
+    print(f"reusing the stored result {shown(path)} (--rerun runs it again)",
+          flush=True)
+    return True
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository where it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def timed(fn: Callable[[], Any]) -> Tuple[Any, float]:
+    """``fn()``'s result and its wall-clock seconds."""
+    begin = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - begin
+
+
+def worker(module: str, args: List[str], threads: int, *,
+           capture: bool = False, check: bool = True,
+           env: Optional[Dict[str, str]] = None,
+           preexec_fn: Optional[Callable[[], None]] = None
+           ) -> subprocess.CompletedProcess:
+    """Run ``python -m benchmarks.<module> <args>`` from the repository root
+    with ``threads`` OpenMP threads (one part of a sweep per process: its
+    peak memory its own, a crash loses one part).
+
+    Args:
+        capture: Return its stdout and stderr as text instead of showing
+            them.
+        check: Raise if it fails.
+        env: Its environment (default: this one's, with the thread count
+            and warnings off).
+        preexec_fn: Run in the child before the benchmark (a memory cap).
+    """
+    return subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT,
+        check=check, capture_output=capture, text=capture,
+        preexec_fn=preexec_fn,
+        env=env or dict(os.environ, OMP_NUM_THREADS=str(threads),
+                        PYTHONWARNINGS="ignore"))
+
+
+def example(name: str) -> ModuleType:
+    """The module of ``examples/<name>.py`` (the examples are scripts, not a
+    package; a benchmark that measures an example's model loads it so)."""
+    spec = importlib.util.spec_from_file_location(
+        f"examples_{name}", ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

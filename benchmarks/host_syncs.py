@@ -4,7 +4,7 @@ one RBP training call (forward loop, recorded step, Neumann adjoint) of
 after every step, what the CPU does) against 8 (the accelerator default),
 interleaved, median over repetitions.
 
-    python benchmarks/host_syncs.py --device cuda --nodes 20000 \
+    python -m benchmarks.host_syncs --device cuda --nodes 20000 \
         --output-json host_syncs.json
 
 The two give the same state and statistics (``tests/implicit/
@@ -13,22 +13,19 @@ read that is saved is one wait of the host for the device.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import time
-import warnings
-from pathlib import Path
 
 import torch
+
+from pyg_rbp import Neumann, RBPGatedGraphConv, rbp
 from pyg_rbp.utils import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks import harness
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, data=False)
     p.add_argument("--device", default="cpu")
     p.add_argument("--nodes", type=int, default=20000)
     p.add_argument("--hidden", type=int, default=64)
@@ -38,13 +35,8 @@ def main() -> int:
                    help="forward tolerance (0: run all T steps)")
     p.add_argument("--backward-steps", type=int, default=20)
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--output-json", default=None)
     a = p.parse_args()
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(a.threads)
-    from pyg_rbp import Neumann, RBPGatedGraphConv, rbp
-
+    harness.start(a)
     device = torch.device(a.device)
     gen = torch.Generator().manual_seed(0)
     n = a.nodes
@@ -58,13 +50,15 @@ def main() -> int:
     def call(every: int) -> float:
         conv.zero_grad(set_to_none=True)
         sync()
-        start = time.perf_counter()
-        step, h0 = conv.fixed_point_map(x, edge_index)
-        h, _ = rbp(step, h0, method=Neumann(steps=a.backward_steps, tol=0.0),
-                   max_iter=a.steps, tol=a.tol, check_every=every)
-        (h * r).sum().backward()
-        sync()
-        return time.perf_counter() - start
+
+        def one() -> None:
+            step, h0 = conv.fixed_point_map(x, edge_index)
+            h, _ = rbp(step, h0, method=Neumann(steps=a.backward_steps,
+                                                tol=0.0),
+                       max_iter=a.steps, tol=a.tol, check_every=every)
+            (h * r).sum().backward()
+            sync()
+        return harness.timed(one)[1]
 
     call(1)  # warm-up: kernels, handles, allocator
     times = {1: [], 8: []}

@@ -8,30 +8,29 @@ initial weights, same mini-batches), interleaved over ``--repeats`` rounds
 in one process on one thread; time is the median, memory the most bytes
 autograd held for the backward pass at once (``SavedTensorMeter.peak_bytes``).
 
-    python benchmarks/hyperopt.py --data-root ../shared/data
-    python benchmarks/hyperopt.py --final-batch mini --inner-steps 1500 \\
+    python -m benchmarks.hyperopt
+    python -m benchmarks.hyperopt --final-batch mini --inner-steps 1500 \\
         --truncations 50
 
-Writes ``--output`` (JSON, default benchmarks/results/hyperopt_cost.json)
-and prints the table of docs/hyperopt.md.
+Prints the table of docs/hyperopt.md and writes ``--output-json`` (default
+outputs/benchmarks/hyperopt_cost.json; the committed one is in
+benchmarks/results/).
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import sys
-import time
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from pyg_rbp.data.mnist import load_mnist
+from pyg_rbp.hyperopt import (HyperoptConfig, batch_schedule, hypergradient,
+                              init_mlp, split_mnist)
+from pyg_rbp.utils import SavedTensorMeter, write_json
 
-from pyg_rbp.data.mnist import load_mnist  # noqa: E402
-from pyg_rbp.hyperopt import (HyperoptConfig, batch_schedule,  # noqa: E402
-                              hypergradient, init_mlp, split_mnist)
-from pyg_rbp.utils import SavedTensorMeter, write_json  # noqa: E402
+from benchmarks import harness
 
 PAPER_TIME = {10: 3.02, 50: 2.87, 100: 2.68}
 PAPER_MEMORY = {10: 4.35, 50: 4.25, 100: 4.11}
@@ -55,11 +54,10 @@ def measure(a: argparse.Namespace) -> Dict[str, dict]:
                                  inner_steps=a.inner_steps,
                                  batch_size=a.batch_size,
                                  final_batch=a.final_batch)
-            start = time.perf_counter()
             with SavedTensorMeter(track_peak=True) as meter:
-                hypergradient(cfg, cfg.gradient(), hyper, init, batches, x,
-                              y)
-            times[f"{method}@{k}"].append(time.perf_counter() - start)
+                _, seconds = harness.timed(lambda: hypergradient(
+                    cfg, cfg.gradient(), hyper, init, batches, x, y))
+            times[f"{method}@{k}"].append(seconds)
             memory[f"{method}@{k}"] = meter.peak_bytes
     return {key: {"seconds": statistics.median(ts), "all_seconds": ts,
                   "saved_bytes": memory[key]} for key, ts in times.items()}
@@ -86,7 +84,7 @@ def table(results: Dict[str, dict], inner_steps: int,
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = harness.parser(__doc__)
     p.add_argument("--truncations", type=int, nargs="+",
                    default=[10, 50, 100])
     p.add_argument("--inner-steps", type=int, default=100)
@@ -95,14 +93,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--final-batch", default="full", choices=("full", "mini"))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--output", default=str(ROOT / "benchmarks" / "results" /
-                                           "hyperopt_cost.json"))
     a = p.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    harness.start(a)
     results = measure(a)
-    write_json(a.output, {"args": vars(a), "results": results})
+    write_json(a.output_json or harness.RUNS / "hyperopt_cost.json",
+               {"args": vars(a), "results": results})
     print(table(results, a.inner_steps, a.truncations))
     return 0
 

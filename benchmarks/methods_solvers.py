@@ -18,7 +18,7 @@ relative error of the parameter gradient against a float64 reference (the
 same layer in double precision, forward and adjoint solved to 1e-12 by
 Anderson and GMRES).
 
-    python benchmarks/methods_solvers.py --output-json benchmarks/results/v02/methods_solvers.json
+    python -m benchmarks.methods_solvers --output-json benchmarks/results/v02/methods_solvers.json
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import torch
 from pyg_rbp import GMRES, METHODS, SOLVERS, RBPGatedGraphConv
 from pyg_rbp.utils import SavedTensorMeter, write_json
 
-import harness  # beside this script
+from benchmarks import harness
 
 #: (row name, layer options): every method with the default solver, then
 #: the default method with every solver.

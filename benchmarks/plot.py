@@ -1,6 +1,6 @@
-"""Plots of a ``benchmarks/run.py`` JSON: memory vs T and time vs T.
+"""Plots of a ``benchmarks.run`` JSON: memory vs T and time vs T.
 
-    python benchmarks/plot.py benchmarks/results/cpu_sweep.json --out docs/img/bench_cpu
+    python -m benchmarks.plot benchmarks/results/cpu_sweep.json --out outputs/bench_cpu
 
 writes ``<out>_<graph>.png`` per graph: peak memory (log scale) and step time
 against the number of forward steps T, one line per contender and method (at

@@ -3,10 +3,10 @@ GatedGraphConv and torchdeq.
 
 Every configuration runs in a fresh process (so peak memory is its own):
 
-    python benchmarks/run.py --quick --output-json benchmarks/results/quick.json
-    python benchmarks/run.py --output-json benchmarks/results/full.json     # all T, K
-    python benchmarks/run.py --graphs Cora --steps 5 --backward-steps 2 \
-        --output-json /tmp/smallest.json                                    # the test's form
+    python -m benchmarks.run --quick --output-json outputs/quick.json
+    python -m benchmarks.run --output-json outputs/full.json      # all T, K
+    python -m benchmarks.run --graphs Cora --steps 5 --backward-steps 2 \
+        --output-json /tmp/smallest.json                          # the test's form
 
 A step is forward + backward of ``loss = <h, r>`` (fixed random ``r``)
 through the recurrent layer on a graph with random 64-wide inputs. Contenders,
@@ -32,20 +32,16 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
-import time
 import warnings
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pyg_rbp import METHODS
+from pyg_rbp.utils import write_json
 
-from pyg_rbp import METHODS  # noqa: E402  (after the path insert)
-from pyg_rbp.utils import write_json  # noqa: E402
+from benchmarks import harness
 
 GRAPHS = ("Cora", "CiteSeer", "PubMed")
 
@@ -110,10 +106,7 @@ def _median_time(step, reps: int, sync) -> float:
     sync()
     times = []
     for _ in range(reps):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
+        times.append(harness.timed(lambda: (step(), sync()))[1])
     return statistics.median(times)
 
 
@@ -261,7 +254,7 @@ def ratio_table(records: List[Dict]) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, threads=2, output=None)
     p.add_argument("--quick", action="store_true",
                    help="PubMed-size, T=100, K=20: pyg_rbp bptt and neumann, "
                         "torchdeq")
@@ -277,12 +270,10 @@ def main() -> int:
                    action="store_false")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available()
                    else "cpu")
-    p.add_argument("--data-root", default=os.environ.get(
-        "PYG_RBP_DATA_ROOT", str(ROOT.parent / "shared" / "data")))
-    p.add_argument("--output-json", required=True)
+    p.add_argument("--output-json",
+                   default=str(harness.RUNS / "run.json"))
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker is not None:
@@ -303,10 +294,10 @@ def main() -> int:
         # time in a separate process without it: see worker_env
         rec: Dict = {}
         for part in ("memory", "time"):
-            run = subprocess.run(
-                [sys.executable, __file__, "--output-json", "-", "--worker",
-                 json.dumps(dict(cfg, part=part))], capture_output=True,
-                text=True, env=worker_env(a.threads, part))
+            run = harness.worker(
+                "run", ["--worker", json.dumps(dict(cfg, part=part))],
+                a.threads, capture=True, check=False,
+                env=worker_env(a.threads, part))
             if run.returncode != 0:
                 print(f"failed: {cfg} ({part})\n{run.stderr[-2000:]}",
                       file=sys.stderr)
@@ -318,9 +309,7 @@ def main() -> int:
               f" {rec['contender']:>14} {rec['method']:<11} "
               f"{rec['time_s']:7.3f} s  peak {rec['peak_mem_bytes'] / 2**20:8.1f}"
               f" MiB  saved {rec['saved_bytes'] / 2**20:8.1f} MiB", flush=True)
-    out = Path(a.output_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, records)
+    write_json(a.output_json, records)
     print(ratio_table(records))
     return 0
 

@@ -9,9 +9,13 @@ RSS it adds over the process after its inputs exist is the memory figure
 (glibc's mmap threshold fixed, as in benchmarks/run.py). Sizes double from
 ``--start`` until a step fails (out of memory) or ``--max-nodes``:
 
-    python benchmarks/scale.py --output-json benchmarks/results/scale_cpu.json
-    python benchmarks/scale.py --contenders neumann --sizes 1000000   # one step
-    python benchmarks/scale.py --table-only --plot docs/img
+    python -m benchmarks.scale                  # -> outputs/benchmarks/scale.json
+    python -m benchmarks.scale --contenders neumann --sizes 1000000   # one step
+    python -m benchmarks.scale --table-only \
+        --output-json benchmarks/results/scale_cpu.json --plot outputs/img
+
+Steps already in ``--output-json`` are reused, with a message (``--rerun``
+runs them again).
 
 Contenders: ``neumann`` and ``bptt`` (RBPGatedGraphConv), ``torchdeq``
 (torchdeq 0.1's DEQ around the same map F, IFT backward), ``GatedGraphConv``
@@ -23,18 +27,17 @@ import argparse
 import json
 import math
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
+
 from pyg_rbp.utils import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks import harness
+from benchmarks.run import load_graph, worker_env
 
 CONTENDERS = ("neumann", "bptt", "torchdeq", "GatedGraphConv")
 
@@ -45,14 +48,10 @@ def _rss_peak() -> int:
 
 def measure(cfg: Dict) -> Dict:
     """One training step of one contender on ``random:N``."""
-    import warnings
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(cfg["threads"])
-    torch.set_flush_denormal(True)
+    harness.start(argparse.Namespace(threads=cfg["threads"]))
     from torch_geometric.nn import GatedGraphConv
 
     from pyg_rbp import RBPGatedGraphConv
-    from run import load_graph
     device = torch.device(cfg["device"])
     n, hidden, steps = cfg["nodes"], cfg["hidden"], cfg["steps"]
     edge_index, _, _ = load_graph(f"random:{n}", None)
@@ -115,16 +114,15 @@ def measure(cfg: Dict) -> Dict:
 
 
 def run_one(cfg: Dict, cap_gib: float) -> Dict:
-    from run import worker_env
     limit = int(cap_gib * 2**30)
 
     def apply_cap() -> None:
         if cfg["device"] == "cpu":  # CUDA reserves address space up front
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(cfg)],
-        capture_output=True, text=True, preexec_fn=apply_cap,
-        env=worker_env(cfg["threads"], "memory"))
+    proc = harness.worker("scale", ["--worker", json.dumps(cfg)],
+                          cfg["threads"], capture=True, check=False,
+                          env=worker_env(cfg["threads"], "memory"),
+                          preexec_fn=apply_cap)
     if proc.returncode != 0:
         text = proc.stderr[-1500:]
         return {"contender": cfg["contender"], "nodes": cfg["nodes"],
@@ -201,7 +199,7 @@ def plot(records: List[Dict], out_dir: str) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, threads=2, output=None, data=False)
     p.add_argument("--contenders", nargs="+", default=list(CONTENDERS),
                    choices=CONTENDERS)
     p.add_argument("--sizes", type=int, nargs="+", default=None,
@@ -212,11 +210,13 @@ def main() -> int:
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--backward-steps", type=int, default=20)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available()
                    else "cpu")
-    p.add_argument("--output-json", default=str(
-        ROOT / "benchmarks" / "results" / "scale_cpu.json"))
+    p.add_argument("--output-json", default=str(harness.RUNS / "scale.json"),
+                   help="the steps' records (those already there are "
+                        "reused)")
+    p.add_argument("--rerun", action="store_true",
+                   help="run again the steps already in --output-json")
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--plot", default=None, metavar="DIR")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -225,7 +225,8 @@ def main() -> int:
         print(json.dumps(measure(json.loads(a.worker))))
         return 0
     out = Path(a.output_json)
-    records: List[Dict] = json.loads(out.read_text()) if out.exists() else []
+    records: List[Dict] = json.loads(out.read_text()) \
+        if harness.reuse(out, a.rerun and not a.table_only) else []
     if not a.table_only:
         for name in a.contenders:
             sizes = a.sizes or []

@@ -4,9 +4,9 @@ PyG's ``GatedGraphConv`` (8 untied steps, BPTT) with the same encoder,
 readout and head, measured side by side in one process (same batches,
 interleaved, the order alternating).
 
-    python benchmarks/small_batches.py --dataset MUTAG --batch-size 32 \
-        --output-json benchmarks/results/small_batches_mutag.json
-    python benchmarks/small_batches.py --dataset NCI1 --batch-size 128 \
+    python -m benchmarks.small_batches --dataset MUTAG --batch-size 32 \
+        --output-json outputs/small_batches_mutag.json
+    python -m benchmarks.small_batches --dataset NCI1 --batch-size 128 \
         --profile
 
 A step is ``zero_grad``, ``training_step(...).backward()`` and Adam's
@@ -16,45 +16,32 @@ A step is ``zero_grad``, ``training_step(...).backward()`` and Adam's
 """
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
-import time
-import warnings
-from pathlib import Path
 from typing import Dict, List
 
 import torch
+from torch_geometric.loader import DataLoader
+
+from pyg_rbp.data import load_tu_dataset
+from pyg_rbp.lightning import GraphClassificationModule
+from pyg_rbp.lightning.graph_run import GraphTrainConfig
+from pyg_rbp.models import pyg_gated_factory
 from pyg_rbp.utils import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks import harness
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--dataset", default="MUTAG")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--pyg-layers", type=int, default=8)
     p.add_argument("--profile", action="store_true")
-    p.add_argument("--data-root", default=os.environ.get(
-        "PYG_RBP_DATA_ROOT", str(ROOT.parent / "shared" / "data")))
-    p.add_argument("--output-json", default=None)
     a = p.parse_args()
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(a.threads)
-    torch.set_flush_denormal(True)
-    from torch_geometric.loader import DataLoader
-
-    from benchmarks.baselines import PygGatedGraphConv
-    from pyg_rbp.data import load_tu_dataset
-    from pyg_rbp.lightning import GraphClassificationModule
-    from pyg_rbp.lightning.graph_run import GraphTrainConfig
-
+    harness.start(a)
     ds = load_tu_dataset(a.dataset, a.data_root, download=False)
     cfg = GraphTrainConfig(dataset=a.dataset)
     torch.manual_seed(0)
@@ -71,8 +58,7 @@ def main() -> int:
             **cfg.layer_options(), **common),
         "pyg": GraphClassificationModule(
             ds.num_features, ds.num_classes, num_edge_types=1,
-            conv=lambda hidden, types: PygGatedGraphConv(hidden,
-                                                         a.pyg_layers),
+            conv=pyg_gated_factory(a.pyg_layers),
             **common),
     }
     for m in modules.values():
@@ -82,11 +68,11 @@ def main() -> int:
             for k, m in modules.items()}
 
     def step(name: str, b) -> float:
-        start = time.perf_counter()
-        opts[name].zero_grad()
-        modules[name].training_step(b, 0).backward()
-        opts[name].step()
-        return time.perf_counter() - start
+        def one() -> None:
+            opts[name].zero_grad()
+            modules[name].training_step(b, 0).backward()
+            opts[name].step()
+        return harness.timed(one)[1]
 
     times: Dict[str, List[float]] = {k: [] for k in modules}
     fwd_steps: List[float] = []

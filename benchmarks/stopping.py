@@ -2,8 +2,8 @@
 side by side in one process (same weights, same batches, interleaved), so
 that the time per epoch compares like with like.
 
-    python benchmarks/stopping.py --dataset MUTAG --epochs 20 \
-        --output-json benchmarks/results/stopping_mutag.json
+    python -m benchmarks.stopping --dataset MUTAG --epochs 20 \
+        --output-json outputs/stopping_mutag.json
 
 Per-graph: each graph of a mini-batch stops (is frozen) once its own
 residual is below tol, and the loop ends when all have; once the graphs
@@ -17,41 +17,28 @@ needed), the largest per-graph residual at exit, and the time.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
-import time
-import warnings
-from pathlib import Path
 
 import torch
+from torch_geometric.loader import DataLoader
+
+import pyg_rbp.implicit.forward as forward
+from pyg_rbp.data import load_tu_dataset
+from pyg_rbp.implicit.forward import graph_residual
+from pyg_rbp.lightning import GraphClassificationModule
 from pyg_rbp.utils import write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks import harness
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, threads=2)
     p.add_argument("--dataset", default="MUTAG")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data-root", default=os.environ.get(
-        "PYG_RBP_DATA_ROOT", str(ROOT.parent / "shared" / "data")))
-    p.add_argument("--output-json", default=None)
     a = p.parse_args()
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(a.threads)
-    torch.set_flush_denormal(True)
-    from torch_geometric.loader import DataLoader
-
-    import pyg_rbp.implicit.forward as forward
-    from pyg_rbp.data import load_tu_dataset
-    from pyg_rbp.implicit.forward import graph_residual
-    from pyg_rbp.lightning import GraphClassificationModule
-
+    harness.start(a)
     ds = load_tu_dataset(a.dataset, a.data_root, download=False)
     torch.manual_seed(0)
     loader = DataLoader(ds, batch_size=a.batch_size, shuffle=True)
@@ -85,11 +72,11 @@ def main() -> int:
             spent = 0.0
             steps, gsteps, worst = [], [], 0.0
             for b in batches:
-                start = time.perf_counter()
-                opts[name].zero_grad()
-                m.training_step(b, 0).backward()
-                opts[name].step()
-                spent += time.perf_counter() - start
+                def one() -> None:
+                    opts[name].zero_grad()
+                    m.training_step(b, 0).backward()
+                    opts[name].step()
+                spent += harness.timed(one)[1]
                 st = m.model.stats
                 steps.append(st.forward_steps)
                 gsteps.append(float(st.graph_steps.float().mean())
@@ -127,7 +114,7 @@ def main() -> int:
         print(f"| {name} | {s['batch_steps']:.2f} | {s['graph_steps']:.2f} "
               f"| {s['worst_graph_residual']:.1e} | {s['epoch_s']:.3f} |")
     if a.output_json:
-        write_json(Path(a.output_json), out)
+        write_json(a.output_json, out)
     return 0
 
 

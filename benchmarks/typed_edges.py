@@ -15,19 +15,19 @@ Both do nnz * C sparse work. The script times the message (forward, and the
 transposed product the adjoint uses) for each layout on a batch of MUTAG-size
 graphs and on a large random graph, prints a table and writes JSON:
 
-    python benchmarks/typed_edges.py --output-json benchmarks/results/typed_edges.json
+    python -m benchmarks.typed_edges --output-json outputs/typed_edges.json
 """
 from __future__ import annotations
 
-import argparse
 import statistics
-import time
 import warnings
-from pathlib import Path
 from typing import Callable, Dict, List
 
 import torch
+
 from pyg_rbp.utils import write_json
+
+from benchmarks import harness
 
 
 def _times(fns: Dict[str, Callable[[], torch.Tensor]],
@@ -39,9 +39,7 @@ def _times(fns: Dict[str, Callable[[], torch.Tensor]],
     times: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(harness.timed(fn)[1])
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -109,12 +107,10 @@ def measure(name: str, n: int, e: int, k: int, c: int, reps: int,
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, threads=2, data=False)
     p.add_argument("--reps", type=int, default=40)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--output-json", default=None)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
+    harness.start(a)
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
     cases = [
         # a MUTAG mini-batch: 32 graphs of ~18 atoms, ~40 directed bonds each
@@ -133,9 +129,7 @@ def main() -> None:
         print(f"| {r['graph']} | {r['types']} | {r['layout']} | "
               f"{r['message_ms']:.3f} | {r['transposed_ms']:.3f} |")
     if a.output_json:
-        path = Path(a.output_json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, records)
+        write_json(a.output_json, records)
 
 
 if __name__ == "__main__":

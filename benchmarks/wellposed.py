@@ -10,19 +10,16 @@ accuracy (mean, lowest seed), the share of training calls whose forward
 reached ``tol``, the share unrolled, forward steps, the peak autograd-saved
 memory of a training step and the time per epoch.
 
-    python benchmarks/wellposed.py --output-json benchmarks/results/wellposed_quickstart.json
+    python -m benchmarks.wellposed --output-json outputs/wellposed.json
 
 Results: docs/methods.md ("The step: a contraction by construction").
 """
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import statistics
 import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Any, Dict, List
 
 import torch
@@ -31,12 +28,10 @@ import torch.nn.functional as F
 from pyg_rbp import ConvergenceWarning, RBPGatedGraphConv
 from pyg_rbp.utils import SavedTensorMeter, write_json
 
+from benchmarks import harness
+
 # the quick start's data and model, read from the example itself
-_SPEC = importlib.util.spec_from_file_location(
-    "quickstart", Path(__file__).resolve().parents[1] / "examples" /
-    "quickstart.py")
-quickstart = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(quickstart)
+quickstart = harness.example("quickstart")
 
 #: family -> (layer options, weight of stats.jacobian_penalty in the loss)
 FAMILIES: Dict[str, tuple] = {
@@ -106,15 +101,13 @@ def table(results: Dict[str, List[Dict[str, Any]]]) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, data=False)
     p.add_argument("--families", nargs="+", default=list(FAMILIES),
                    choices=list(FAMILIES), metavar="FAMILY")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--output-json", default=None)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
+    harness.start(a)
     warnings.simplefilter("ignore", ConvergenceWarning)
     results: Dict[str, List[Dict[str, Any]]] = {}
     for name in a.families:

@@ -6,7 +6,7 @@
     python examples/graph_classification.py --dataset MUTAG --no-edge-types
     python examples/graph_classification.py --dataset MUTAG --conv pyg \
         --method bptt --num-layers 5          # PyG's GatedGraphConv baseline
-                                              # (benchmarks/baselines.py)
+                                              # (pyg_rbp.models.pyg_gated_factory)
     python examples/graph_classification.py --dataset NCI1 --accelerator gpu
     python examples/graph_classification.py --dataset ENZYMES \
         --splits errica --node-attributes  # Errica et al.'s fixed folds
@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from pyg_rbp.lightning import GraphTrainConfig, train_graph_classifier
 from pyg_rbp.lightning.cli import print_rows, run_example
 from pyg_rbp.lightning.config import opt
+from pyg_rbp.models import pyg_gated_factory
 
 DESCRIPTION = "GGNN + RBP graph classification (Lightning, k-fold)."
 
@@ -46,7 +46,7 @@ class ExampleConfig(GraphTrainConfig):
 
     conv: str = opt("rbp", choices=("rbp", "pyg"),
                     help="rbp: our layer; pyg: PyG's GatedGraphConv (BPTT, "
-                         "untied, no edge types; benchmarks/baselines.py)")
+                         "untied, no edge types; pyg_rbp.models.pyg_gated_factory)")
 
     def check(self) -> None:
         super().check()
@@ -59,11 +59,7 @@ class ExampleConfig(GraphTrainConfig):
 def train(cfg: ExampleConfig) -> Dict[str, Any]:
     if cfg.conv == "rbp":
         return train_graph_classifier(cfg)
-    # the baseline lives with the benchmarks, beside this folder
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] /
-                           "benchmarks"))
-    from baselines import pyg_factory
-    return train_graph_classifier(cfg, conv_factory=pyg_factory(
+    return train_graph_classifier(cfg, conv_factory=pyg_gated_factory(
         cfg.num_layers))
 
 

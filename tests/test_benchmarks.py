@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @needs_data
 def test_harness_smallest_form(tmp_path) -> None:
     out = tmp_path / "bench.json"
-    args = [sys.executable, "benchmarks/run.py", "--graphs", "Cora",
+    args = [sys.executable, "-m", "benchmarks.run", "--graphs", "Cora",
             "--steps", "4", "--backward-steps", "2", "--methods", "neumann",
             "bptt", "--reps", "1", "--threads", "1", "--data-root",
             str(shared_data_root()), "--output-json", str(out)]
@@ -50,13 +50,11 @@ def test_harness_smallest_form(tmp_path) -> None:
 def test_time_is_never_measured_under_the_mmap_threshold(monkeypatch) -> None:
     """Memory runs fix malloc's mmap threshold (peak RSS = live memory);
     timing runs get malloc as users have it, even if the caller set it."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    import run as harness
-    assert "MALLOC_MMAP_THRESHOLD_" not in harness.worker_env(1, "time")
-    assert harness.worker_env(1, "memory")["MALLOC_MMAP_THRESHOLD_"] == \
-        "65536"
-    assert harness.worker_env(3, "time")["OMP_NUM_THREADS"] == "3"
+    from benchmarks import run
+    assert "MALLOC_MMAP_THRESHOLD_" not in run.worker_env(1, "time")
+    assert run.worker_env(1, "memory")["MALLOC_MMAP_THRESHOLD_"] == "65536"
+    assert run.worker_env(3, "time")["OMP_NUM_THREADS"] == "3"
 
 
 def test_babi_harness_smallest_form(tmp_path) -> None:
@@ -66,7 +64,7 @@ def test_babi_harness_smallest_form(tmp_path) -> None:
     if data is None or not (data / "bAbI" / "processed_1").is_dir():
         pytest.skip("../shared/data/bAbI not found")
     run = subprocess.run(
-        [sys.executable, "benchmarks/babi.py", "--tasks", "18",
+        [sys.executable, "-m", "benchmarks.babi", "--tasks", "18",
          "--contenders", "neumann", "pyg", "--folds", "1", "--epochs", "2",
          "--results", str(tmp_path), "--data-root", str(data)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
@@ -79,6 +77,14 @@ def test_babi_harness_smallest_form(tmp_path) -> None:
     row = [line for line in run.stdout.splitlines()
            if line.startswith("| 18 | 50 |")]
     assert len(row) == 1 and row[0].count("(1 folds)") == 2
+    # again: both results are reused, each with a message
+    again = subprocess.run(
+        run.args, cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("reusing the stored result") == 2
+    assert "--rerun runs it again" in again.stdout
+    assert row[0] in again.stdout
 
 
 def test_small_batches_smallest_form(tmp_path) -> None:
@@ -89,7 +95,7 @@ def test_small_batches_smallest_form(tmp_path) -> None:
         pytest.skip("../shared/data/TUDataset/MUTAG not found")
     out = tmp_path / "small.json"
     run = subprocess.run(
-        [sys.executable, "benchmarks/small_batches.py", "--dataset", "MUTAG",
+        [sys.executable, "-m", "benchmarks.small_batches", "--dataset", "MUTAG",
          "--batch-size", "64", "--epochs", "1", "--warmup", "0",
          "--data-root", str(data), "--output-json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
@@ -106,7 +112,7 @@ def test_host_syncs_smallest_form(tmp_path) -> None:
     """The GPU check's host-read timing runs on the CPU too."""
     out = tmp_path / "syncs.json"
     run = subprocess.run(
-        [sys.executable, "benchmarks/host_syncs.py", "--nodes", "300",
+        [sys.executable, "-m", "benchmarks.host_syncs", "--nodes", "300",
          "--steps", "12", "--backward-steps", "3", "--reps", "1",
          "--tol", "1e-5", "--output-json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -124,7 +130,7 @@ def test_graph_sweep_resumes_per_fold(tmp_path) -> None:
     data = shared_data_root()
     if data is None or not (data / "TUDataset" / "MUTAG").is_dir():
         pytest.skip("../shared/data/TUDataset/MUTAG not found")
-    args = [sys.executable, "benchmarks/graph_classification.py",
+    args = [sys.executable, "-m", "benchmarks.graph_classification",
             "--datasets", "MUTAG", "--contenders", "neumann", "--folds", "2",
             "--epochs", "1", "--threads", "1", "--data-root", str(data),
             "--results", str(tmp_path), "--", "--num-layers", "4",
@@ -149,6 +155,7 @@ def test_graph_sweep_resumes_per_fold(tmp_path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("running:") == 1
     assert "--fold 1" in again.stdout
+    assert again.stdout.count("reusing the stored result") == 1  # fold 0
 
 
 @needs_data
@@ -159,7 +166,7 @@ def test_methods_and_solvers_side_by_side(tmp_path) -> None:
     hybrid the same gradient."""
     out = tmp_path / "ms.json"
     run = subprocess.run(
-        [sys.executable, "benchmarks/methods_solvers.py", "--workloads",
+        [sys.executable, "-m", "benchmarks.methods_solvers", "--workloads",
          "cora", "--reps", "1", "--data-root", str(shared_data_root()),
          "--output-json", str(out)], cwd=ROOT, capture_output=True,
         text=True, timeout=900,

@@ -1,5 +1,5 @@
 """The bAbI protocol of Li et al. (2016), end to end: what
-``examples/babi.py`` and ``benchmarks/babi.py`` call.
+``examples/babi.py`` and ``benchmarks.babi`` call.
 
 One model per task, fold and question type, trained full batch on the first
 ``train_examples`` questions of that type in the fold's training file; every
@@ -173,8 +173,8 @@ def train_babi(cfg: BabiTrainConfig,
         cfg: The run's options.
         conv_factory: Builds the propagation layer instead of
             :class:`pyg_rbp.RBPGatedGraphConv` (the layer options of ``cfg``
-            are then unused); ``benchmarks/babi.py`` passes PyG's
-            ``GatedGraphConv`` this way.
+            are then unused); :func:`pyg_rbp.models.pyg_gated_factory`
+            passes PyG's ``GatedGraphConv`` this way.
 
     Returns a dict with ``test_acc`` (mean over the folds and question types
     run of the validation-selected figure), ``test_acc_std`` (over folds, of

@@ -222,7 +222,8 @@ def train_graph_classifier(cfg: GraphTrainConfig,
     layer in place of :class:`pyg_rbp.RBPGatedGraphConv` (the layer options
     of ``cfg`` are then unused; a factory with ``num_edge_types = 1`` gets
     the graphs untyped; its ``name`` goes into the report's ``conv``):
-    ``benchmarks/baselines.py`` passes PyG's ``GatedGraphConv`` this way.
+    :func:`pyg_rbp.models.pyg_gated_factory` passes PyG's
+    ``GatedGraphConv`` this way.
 
     Returns a dict with ``test_acc`` (mean over folds of the validation-
     selected figure), ``test_acc_std``, ``folds`` (per-fold records with

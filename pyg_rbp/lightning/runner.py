@@ -29,7 +29,8 @@ from .config import RunConfig
 from .trainer import EpochHistory, make_trainer, mean_of, quiet_lightning
 
 #: ``conv_factory(hidden_channels, num_edge_types) -> module``: a layer to
-#: train in place of RBPGatedGraphConv (the benchmarks' PyG baselines).
+#: train in place of RBPGatedGraphConv (PyG's GatedGraphConv:
+#: :func:`pyg_rbp.models.pyg_gated_factory`).
 ConvFactory = Callable[[int, int], Any]
 
 

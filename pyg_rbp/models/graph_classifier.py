@@ -79,8 +79,8 @@ class RBPGraphClassifier(RBPModel):
             use instead of :class:`pyg_rbp.RBPGatedGraphConv`, called as
             ``conv(x, edge_index, batch=..., edge_type=...)``, or a factory
             ``conv(hidden_channels, num_edge_types) -> Module`` called where
-            the layer would be built (the benchmarks' PyG
-            ``GatedGraphConv`` baseline, ``benchmarks/baselines.py``).
+            the layer would be built (PyG's ``GatedGraphConv``:
+            :func:`pyg_rbp.models.pyg_gated_factory`).
             (default: :obj:`None`)
         **conv_kwargs (optional): Options of
             :class:`pyg_rbp.RBPGatedGraphConv` (``num_layers``, ``method``,
@@ -119,7 +119,7 @@ class RBPGraphClassifier(RBPModel):
             raise TypeError(f"'conv' must be a torch.nn.Module called like "
                             f"RBPGatedGraphConv, or a factory of one (got "
                             f"{type(conv).__name__}); PyG's GatedGraphConv "
-                            f"baseline is in benchmarks/baselines.py")
+                            f"is pyg_rbp.models.pyg_gated_factory(steps)")
         self.conv: torch.nn.Module = conv
         width = 2 * hidden_channels
         self.gated = GatedReadout(width, hidden_channels) \

@@ -13,6 +13,7 @@ import pytest
 from pyg_rbp.lightning import (GraphTrainConfig, select_epoch,
                                train_graph_classifier)
 from pyg_rbp.lightning.graph_run import optimistic_figures
+from pyg_rbp.models import pyg_gated_factory
 from tests.data.test_tu import needs_tu
 from tests.conftest import shared_data_root
 from tests.lightning.ddp_common import assert_synchronised, run_two_ranks
@@ -75,13 +76,11 @@ def test_two_folds_of_mutag_learn_and_report(tmp_path, cache_dir) -> None:
 def test_pyg_baseline_runs_on_typed_data(tmp_path, cache_dir) -> None:
     """PyG's layer through conv_factory on MUTAG (which has bond types)
     runs untyped, and the report names it."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from baselines import pyg_factory
     result = train_graph_classifier(GraphTrainConfig(
         dataset="MUTAG", data_root=str(shared_data_root()), fold=[0],
         max_epochs=1, method="bptt", num_layers=3,
         accelerator="cpu", output_dir=str(tmp_path / "out")),
-        conv_factory=pyg_factory(3))
+        conv_factory=pyg_gated_factory(3))
     assert result["folds"][0]["edge_types"] == 1
     assert result["conv"] == "pyg"
 

@@ -1,14 +1,13 @@
 """RBPGraphClassifier: readouts, the PyG baseline, batching, bad options."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from pyg_rbp.models import GatedReadout, RBPGraphClassifier
+from pyg_rbp.models import (GatedReadout, PygGatedGraphConv,
+                            RBPGraphClassifier, pyg_gated_factory)
 from tests.conftest import random_graph
 
 
@@ -89,14 +88,12 @@ def test_per_graph_and_batch_wide_stopping_reach_the_same_point() -> None:
 
 
 def test_a_layer_of_ones_own() -> None:
-    """conv= takes a module or a factory (the benchmarks' PyG baseline);
-    the model then equals encoder -> that layer -> readout -> head."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] /
-                           "benchmarks"))
-    from baselines import PygGatedGraphConv, pyg_factory
+    """conv= takes a module or a factory (PyG's GatedGraphConv behind our
+    layer's call); the model then equals encoder -> that layer -> readout
+    -> head."""
     data = _batch()
     torch.manual_seed(0)
-    model = RBPGraphClassifier(4, 16, 2, conv=pyg_factory(3))
+    model = RBPGraphClassifier(4, 16, 2, conv=pyg_gated_factory(3))
     torch.manual_seed(0)
     encoder = torch.nn.Linear(4, 16)
     layer = PygGatedGraphConv(16, 3)
@@ -114,8 +111,10 @@ def test_a_layer_of_ones_own() -> None:
     assert given.conv is layer
     with pytest.raises(ValueError, match="not both"):
         RBPGraphClassifier(4, 16, 2, conv=layer, method="neumann")
-    with pytest.raises(TypeError, match="benchmarks/baselines.py"):
+    with pytest.raises(TypeError, match="pyg_gated_factory"):
         RBPGraphClassifier(4, 16, 2, conv="pyg")
+    with pytest.raises(ValueError, match="'num_layers' must be >= 1"):
+        pyg_gated_factory(0)
 
 
 @pytest.mark.parametrize("kwargs, err, match", [
