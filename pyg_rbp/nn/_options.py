@@ -1,60 +1,178 @@
-"""The solver options every implicit layer takes, checked in one place."""
+"""The solver options every implicit layer takes: checked once, resolved
+once to values, held as one frozen :class:`SolverSettings`."""
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .._checks import check_int, check_tol
-from ..implicit import (REGISTRY, ConvergenceMonitor, GradientMethod,
-                        Hybrid, MethodLike, SolverLike, resolve_method,
-                        resolve_solver)
+from .._checks import check_choice, check_tol
+from ..implicit import (METHODS, REGISTRY, ConvergenceMonitor,
+                        ForwardSolver, GradientMethod, Hybrid, MethodLike,
+                        SolverLike, resolve_method, resolve_solver)
+
+#: ``backward_tol`` where neither the call nor the layer gives one.
+ADJOINT_TOL = 1e-6
 
 
-def set_solver_options(layer: Any, method: MethodLike, tol: float,
-                       solver: SolverLike, backward_steps: Optional[int],
-                       backward_tol: Optional[float],
-                       default_steps: int = 20,
-                       default_tol: float = 1e-6,
-                       hybrid_adjoint: str = "neumann") -> None:
-    """Check the options of :func:`pyg_rbp.rbp` and store them on ``layer``.
+@dataclass(frozen=True)
+class SolverSettings:
+    r"""The options of :func:`pyg_rbp.rbp` a layer takes, as given, and the
+    values they resolve to (:attr:`gradient`, :attr:`forward`), resolved
+    once when the settings are made.
 
-    ``layer.method`` keeps what was given: a name (then ``.backward_steps``
-    and ``.backward_tol`` hold its settings, ``default_steps`` /
-    ``default_tol`` where ``None``) or a
-    :class:`~pyg_rbp.implicit.GradientMethod` value (then both are ``None``:
-    the value carries them). :func:`gradient_method` reads them back;
-    ``method='hybrid'`` by name solves its adjoint with the method named
-    ``hybrid_adjoint`` (stored as ``layer.hybrid_adjoint``).
+    Args:
+        method: A name from :data:`pyg_rbp.METHODS` or a
+            :class:`~pyg_rbp.implicit.GradientMethod` value.
+        tol: The forward's relative residual tolerance.
+        solver: A name from :data:`pyg_rbp.SOLVERS` or a
+            :class:`~pyg_rbp.implicit.ForwardSolver` value.
+        backward_steps: The adjoint's steps, for a method given by name
+            (``None``: ``default_steps``); must be ``None`` with a value.
+        backward_tol: The adjoint's tolerance, for a method given by name
+            (``None``: ``default_tol``); must be ``None`` with a value.
+        default_steps: The layer's ``backward_steps`` default.
+        default_tol: The layer's ``backward_tol`` default; ``None``: the
+            forward's ``tol`` (:data:`ADJOINT_TOL` where ``tol`` is 0). The
+            fixed point is known to relative residual ``tol``, which bounds
+            the implicit gradient's accuracy to about
+            :math:`\mathrm{tol} / (1 - L)`; an adjoint solved to the same
+            residual adds an error of that order, one solved tighter buys
+            nothing beyond it.
+        hybrid_adjoint: The method, by name, that solves the adjoint of
+            ``method='hybrid'`` given by name.
+
+    Raises:
+        ValueError: an unknown name, a setting out of range, or
+            ``backward_steps`` / ``backward_tol`` beside a method value.
+        TypeError: an option of the wrong type.
     """
-    layer.hybrid_adjoint = hybrid_adjoint
-    if isinstance(method, GradientMethod):
-        resolve_method(method, backward_steps, backward_tol)  # conflicts
-        layer.method = method
-        layer.backward_steps = layer.backward_tol = None
-    else:
-        resolve_method(method, backward_steps, backward_tol)  # type, range
-        layer.method = method
-        layer.backward_steps = check_int(
-            "backward_steps",
-            default_steps if backward_steps is None else backward_steps, 1)
-        layer.backward_tol = check_tol(
-            "backward_tol", default_tol if backward_tol is None
-            else backward_tol)
-    layer.tol = check_tol("tol", tol)
-    resolve_solver(solver)  # a name from SOLVERS or a value, else raise
-    layer.solver = solver
-    # the layer's tally of its training calls; it warns once per instance
-    layer.monitor = ConvergenceMonitor(owner=type(layer).__name__)
+
+    method: MethodLike = "hybrid"
+    tol: float = 1e-5
+    solver: SolverLike = "fixed_point"
+    backward_steps: Optional[int] = None
+    backward_tol: Optional[float] = None
+    default_steps: int = 20
+    default_tol: Optional[float] = ADJOINT_TOL
+    hybrid_adjoint: str = "neumann"
+    #: The gradient method the options resolve to.
+    gradient: GradientMethod = field(init=False, repr=False, compare=False)
+    #: The forward solver the options resolve to.
+    forward: ForwardSolver = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        tol = check_tol("tol", self.tol)
+        object.__setattr__(self, "tol", tol)
+        check_choice("hybrid_adjoint", self.hybrid_adjoint, METHODS)
+        if isinstance(self.method, GradientMethod):
+            gradient = resolve_method(self.method, self.backward_steps,
+                                      self.backward_tol)
+        else:  # checks the name, the steps and the tolerance
+            steps, adjoint_tol = self.steps, self.adjoint_tol
+            gradient = resolve_method(self.method, steps, adjoint_tol)
+            if isinstance(gradient, Hybrid) and \
+                    self.hybrid_adjoint != "neumann":
+                gradient = Hybrid(adjoint=REGISTRY[
+                    self.hybrid_adjoint].from_options(steps, adjoint_tol))
+        object.__setattr__(self, "gradient", gradient)
+        object.__setattr__(self, "forward", resolve_solver(self.solver))
+
+    @property
+    def steps(self) -> Optional[int]:
+        """The adjoint's steps of a method given by name (``None`` for a
+        value, which carries its own)."""
+        if isinstance(self.method, GradientMethod):
+            return None
+        return self.default_steps if self.backward_steps is None \
+            else self.backward_steps
+
+    @property
+    def adjoint_tol(self) -> Optional[float]:
+        """The adjoint's tolerance of a method given by name (``None`` for
+        a value)."""
+        if isinstance(self.method, GradientMethod):
+            return None
+        if self.backward_tol is not None:
+            return self.backward_tol
+        if self.default_tol is not None:
+            return self.default_tol
+        return self.tol if self.tol > 0 else ADJOINT_TOL
+
+    def replace(self, **changes: Any) -> "SolverSettings":
+        """These settings with ``changes`` (option names as in the
+        constructor), checked and resolved again. A method given as a value
+        drops ``backward_steps`` / ``backward_tol`` (the value carries its
+        own)."""
+        if isinstance(changes.get("method"), GradientMethod):
+            changes.setdefault("backward_steps", None)
+            changes.setdefault("backward_tol", None)
+        return dataclasses.replace(self, **changes)
 
 
-def gradient_method(layer: Any) -> GradientMethod:
-    """The layer's gradient method as a value (read at every call, so that
-    ``layer.method = 'cg'`` after construction takes effect)."""
-    if isinstance(layer.method, GradientMethod):
-        return resolve_method(layer.method)
-    method = resolve_method(layer.method, layer.backward_steps,
-                            layer.backward_tol)
-    adjoint = getattr(layer, "hybrid_adjoint", "neumann")
-    if isinstance(method, Hybrid) and adjoint != "neumann":
-        return Hybrid(adjoint=REGISTRY[adjoint].from_options(
-            layer.backward_steps, layer.backward_tol))
-    return method
+class ImplicitOptions:
+    """The solver options of an implicit layer, read and set as attributes
+    (``conv.method = 'cg'``, ``conv.backward_steps = 50``, ``conv.tol``,
+    ``conv.solver``), each set checked at once and resolved into the
+    layer's :class:`SolverSettings` (``conv.settings``), which the call
+    passes to :func:`pyg_rbp.rbp` as values.
+
+    ``conv.backward_steps`` / ``conv.backward_tol`` read the adjoint's
+    settings of a method given by name (the defaults filled in) and
+    ``None`` for a method value.
+    """
+
+    settings: SolverSettings
+
+    def _set_solver_options(self, **options: Any) -> None:
+        self.settings = SolverSettings(**options)
+        # the layer's tally of its training calls; it warns once per layer
+        self.monitor = ConvergenceMonitor(owner=type(self).__name__)
+
+    def _change(self, **change: Any) -> None:
+        self.settings = self.settings.replace(**change)
+
+    @property
+    def method(self) -> MethodLike:
+        """The gradient method as given (a name or a value)."""
+        return self.settings.method
+
+    @method.setter
+    def method(self, value: MethodLike) -> None:
+        self._change(method=value)
+
+    @property
+    def tol(self) -> float:
+        """The forward's relative residual tolerance."""
+        return self.settings.tol
+
+    @tol.setter
+    def tol(self, value: float) -> None:
+        self._change(tol=value)
+
+    @property
+    def solver(self) -> SolverLike:
+        """The forward solver as given (a name or a value)."""
+        return self.settings.solver
+
+    @solver.setter
+    def solver(self, value: SolverLike) -> None:
+        self._change(solver=value)
+
+    @property
+    def backward_steps(self) -> Optional[int]:
+        """The adjoint's steps of a method given by name."""
+        return self.settings.steps
+
+    @backward_steps.setter
+    def backward_steps(self, value: Optional[int]) -> None:
+        self._change(backward_steps=value)
+
+    @property
+    def backward_tol(self) -> Optional[float]:
+        """The adjoint's tolerance of a method given by name."""
+        return self.settings.adjoint_tol
+
+    @backward_tol.setter
+    def backward_tol(self, value: Optional[float]) -> None:
+        self._change(backward_tol=value)

@@ -18,7 +18,7 @@ from ..implicit import MethodLike, RBPStats, SolverLike, rbp
 from ..implicit.precision import autocast_dtype, full_precision
 from ..implicit.methods import DEFAULT_TOL
 from ..implicit.penalties import PENALTIES
-from ._options import gradient_method, set_solver_options
+from ._options import ImplicitOptions
 from .adjacency import (MATRIX_AGGRS, NONEXPANSIVE_AGGRS, SparseMatrix,
                         build_aggregate, nonexpansive_weights)
 from .call_caches import CallCaches
@@ -60,24 +60,13 @@ CELL_SOLVERS = {"contractive": "anderson", "gru": "fixed_point"}
 AUTO = "auto"
 
 
-def adjoint_tol(tol: Any) -> float:
-    """The contractive step's default ``backward_tol``: the forward's own
-    ``tol`` (1e-6 where ``tol`` is 0). The fixed point is known to relative
-    residual ``tol``, which bounds the implicit gradient's accuracy to
-    about ``tol / (1 - L)``; an adjoint solved to the same residual adds an
-    error of the same order, and one solved ten times tighter buys nothing
-    beyond it (it cost a MUTAG batch 45 adjoint products instead of 32)."""
-    tol = check_tol("tol", tol)
-    return tol if tol > 0 else DEFAULT_TOL
-
-
 def max_carry(carry: float) -> float:
     r""":math:`z_{\max} = (1 + \mathrm{carry}) / 2`: the gate starts at
     ``carry`` and may grow half-way to 1."""
     return (1.0 + carry) / 2.0
 
 
-class RBPGatedGraphConv(CallCaches, MessagePassing):
+class RBPGatedGraphConv(ImplicitOptions, CallCaches, MessagePassing):
     r"""The gated graph convolution of `"Gated Graph Sequence Neural Networks"
     <https://arxiv.org/abs/1511.05493>`_, run to a fixed point and trained
     with recurrent back-propagation (`"Reviving and Improving Recurrent
@@ -317,13 +306,15 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
                 f"'{name}' with cell='contractive' supports aggr in "
                 f"{NONEXPANSIVE_AGGRS}, whose non-expansive form it can "
                 f"build (got aggr={aggr!r}); use cell='gru' for others")
-        set_solver_options(self, method, tol,
-                           CELL_SOLVERS[self.cell] if solver is None
-                           else solver, backward_steps, backward_tol,
-                           default_tol=adjoint_tol(tol) if contractive
-                           else DEFAULT_TOL,
-                           hybrid_adjoint="anderson" if contractive
-                           else "neumann")
+        # the contractive step's adjoint is solved to the forward's own
+        # tol by default (SolverSettings.default_tol): a tighter one cost a
+        # MUTAG batch 45 adjoint products instead of 32 and bought nothing
+        self._set_solver_options(
+            method=method, tol=tol,
+            solver=CELL_SOLVERS[self.cell] if solver is None else solver,
+            backward_steps=backward_steps, backward_tol=backward_tol,
+            default_tol=None if contractive else DEFAULT_TOL,
+            hybrid_adjoint="anderson" if contractive else "neumann")
         if normalize and aggr not in ("add", "sum"):
             raise ValueError(f"'{name}' supports "
                              f"normalize=True only with aggr='add' "
@@ -494,9 +485,9 @@ class RBPGatedGraphConv(CallCaches, MessagePassing):
         warm = self._warm.get(key)
         if warm is not None:
             h0 = warm
-        h, self.stats = rbp(step, h0, method=gradient_method(self),
+        h, self.stats = rbp(step, h0, method=self.settings.gradient,
                             max_iter=self.num_layers, tol=self.tol,
-                            solver=self.solver, batch=batch,
+                            solver=self.settings.forward, batch=batch,
                             jacobian_penalty=self.jacobian_penalty,
                             contraction_bound=self.contraction_bound,
                             contraction_weight=self.contraction_weight,

@@ -10,12 +10,12 @@ from torch_geometric.nn.conv import MessagePassing
 
 from .._checks import check_choice, check_float_tensor, check_int
 from ..implicit import MethodLike, RBPStats, SolverLike, rbp
-from ._options import gradient_method, set_solver_options
+from ._options import ImplicitOptions
 from .call_caches import CallCaches
 from .eager import eager
 
 
-class HopfieldConv(CallCaches, MessagePassing):
+class HopfieldConv(ImplicitOptions, CallCaches, MessagePassing):
     r"""A continuous Hopfield network (Hopfield, 1984) as a graph layer: one
     node per neuron, the complete graph without self-loops, and symmetric
     learnable edge weights :math:`w_{ij} = w_{ji}`.
@@ -68,8 +68,9 @@ class HopfieldConv(CallCaches, MessagePassing):
         self.activation = check_choice("activation", activation,
                                        ("sigmoid", "tanh"))
         self.num_steps = check_int("num_steps", num_steps, 1)
-        set_solver_options(self, method, tol, solver, backward_steps,
-                           backward_tol)
+        self._set_solver_options(method=method, tol=tol, solver=solver,
+                                 backward_steps=backward_steps,
+                                 backward_tol=backward_tol)
         self.weight = Parameter(torch.empty(num_neurons, num_neurons))
         self.stats: Optional[RBPStats] = None
         self.reset_parameters()
@@ -145,9 +146,9 @@ class HopfieldConv(CallCaches, MessagePassing):
                 edge_index: Optional[Tensor] = None) -> Tensor:
         """Run to the fixed point; returns the state ``[N, B]``."""
         step, h0 = self.fixed_point_map(inputs, clamp_mask, edge_index)
-        h, self.stats = rbp(step, h0, method=gradient_method(self),
+        h, self.stats = rbp(step, h0, method=self.settings.gradient,
                             max_iter=self.num_steps, tol=self.tol,
-                            solver=self.solver,
+                            solver=self.settings.forward,
                             monitor=self.monitor)
         return h
 

@@ -29,7 +29,7 @@ from torch.nn import Parameter
 
 from .._checks import check_float_tensor, check_int
 from ..implicit import MethodLike, RBPStats, rbp
-from ._options import gradient_method, set_solver_options
+from ._options import ImplicitOptions
 from .adjacency import SparseMatrix, normalized_adjacency
 from .call_caches import CallCaches
 from .eager import eager
@@ -70,7 +70,7 @@ def spectral_radius(adj: Tensor, iters: int = 500) -> float:
     return float(norm)  # the one host synchronisation
 
 
-class IGNNConv(CallCaches, torch.nn.Module):
+class IGNNConv(ImplicitOptions, CallCaches, torch.nn.Module):
     r"""The implicit layer of IGNN (see the module docstring).
 
     Args:
@@ -105,9 +105,11 @@ class IGNNConv(CallCaches, torch.nn.Module):
             raise ValueError(f"'kappa' must be in (0, 1) (got {kappa})")
         self.kappa = float(kappa)
         self.num_layers = check_int("num_layers", num_layers, 1)
-        set_solver_options(self, method, tol, "fixed_point", backward_steps,
-                           backward_tol, default_steps=300,
-                           default_tol=1e-8)
+        self._set_solver_options(method=method, tol=tol,
+                                 solver="fixed_point",
+                                 backward_steps=backward_steps,
+                                 backward_tol=backward_tol,
+                                 default_steps=300, default_tol=1e-8)
         self.weight = Parameter(torch.empty(out_channels, out_channels))
         self.input_weight = Parameter(torch.empty(out_channels, in_channels))
         self.bias = Parameter(torch.empty(out_channels))
@@ -155,8 +157,9 @@ class IGNNConv(CallCaches, torch.nn.Module):
             return torch.relu(adj(h @ weight_t) + injected)
 
         h0 = x.new_zeros(x.size(0), self.out_channels)
-        h, self.stats = rbp(f, h0, method=gradient_method(self),
+        h, self.stats = rbp(f, h0, method=self.settings.gradient,
                             max_iter=self.num_layers, tol=self.tol,
+                            solver=self.settings.forward,
                             monitor=self.monitor)
         return h
 
