@@ -41,13 +41,21 @@ HYPEROPT_METHODS = ("bptt", "tbptt", "neumann", "fixed_point")
 class HyperoptConfig:
     """The experiment's settings (the authors' unless noted)."""
 
+    #: the hypergradient's method (HYPEROPT_METHODS)
     method: str = "neumann"
+    #: K: the steps of the inner run the hypergradient goes back through
     truncation: int = 50
+    #: meta-steps (outer Adam steps on the hyperparameters)
     meta_steps: int = 100
+    #: steps of SGD with momentum in one inner run
     inner_steps: int = 100
+    #: images per inner step
     batch_size: int = 200
+    #: the meta-optimiser's (Adam's) learning rate
     meta_lr: float = 0.05
+    #: the MLP's widths, input to classes
     layers: Tuple[int, ...] = LAYERS
+    #: per layer: log learning rate and momentum logit at the start
     init_log_lr: float = -1.0
     init_logit_mom: float = 0.0
     seed: int = 1234

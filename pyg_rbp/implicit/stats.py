@@ -119,10 +119,11 @@ class ConvergenceMonitor:
     counted, not repeated (:meth:`reset` re-arms them).
 
     Attributes:
-        owner: Who is warning (e.g. the layer's class name).
+        owner: Who is warning (e.g. the layer's class name); two tallies
+            compare by their counts alone.
     """
 
-    owner: str = "rbp"
+    owner: str = field(default="rbp", compare=False)
     calls: int = 0
     forward_converged: int = 0
     adjoint_calls: int = 0

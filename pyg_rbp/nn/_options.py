@@ -110,69 +110,49 @@ class SolverSettings:
         return dataclasses.replace(self, **changes)
 
 
+class _Option:
+    """A layer attribute that reads ``settings.<read>`` and sets the option
+    of its own name, checked and resolved at once
+    (:meth:`SolverSettings.replace`)."""
+
+    def __init__(self, read: str, doc: str) -> None:
+        self.read = read
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, layer: Any, owner: Optional[type] = None) -> Any:
+        if layer is None:
+            return self
+        return getattr(layer.settings, self.read)
+
+    def __set__(self, layer: Any, value: Any) -> None:
+        layer.settings = layer.settings.replace(**{self.name: value})
+
+
 class ImplicitOptions:
     """The solver options of an implicit layer, read and set as attributes
     (``conv.method = 'cg'``, ``conv.backward_steps = 50``, ``conv.tol``,
     ``conv.solver``), each set checked at once and resolved into the
     layer's :class:`SolverSettings` (``conv.settings``), which the call
-    passes to :func:`pyg_rbp.rbp` as values.
-
-    ``conv.backward_steps`` / ``conv.backward_tol`` read the adjoint's
-    settings of a method given by name (the defaults filled in) and
-    ``None`` for a method value.
+    passes to :func:`pyg_rbp.rbp` as values; a bad value raises and leaves
+    the settings as they were.
     """
 
     settings: SolverSettings
+    method = _Option("method", "The gradient method as given (a name or a "
+                               "value).")
+    tol = _Option("tol", "The forward's relative residual tolerance.")
+    solver = _Option("solver", "The forward solver as given (a name or a "
+                               "value).")
+    backward_steps = _Option("steps", "The adjoint's steps of a method "
+                                      "given by name (None for a value).")
+    backward_tol = _Option("adjoint_tol", "The adjoint's tolerance of a "
+                                          "method given by name (None for a "
+                                          "value).")
 
     def _set_solver_options(self, **options: Any) -> None:
         self.settings = SolverSettings(**options)
         # the layer's tally of its training calls; it warns once per layer
         self.monitor = ConvergenceMonitor(owner=type(self).__name__)
-
-    def _change(self, **change: Any) -> None:
-        self.settings = self.settings.replace(**change)
-
-    @property
-    def method(self) -> MethodLike:
-        """The gradient method as given (a name or a value)."""
-        return self.settings.method
-
-    @method.setter
-    def method(self, value: MethodLike) -> None:
-        self._change(method=value)
-
-    @property
-    def tol(self) -> float:
-        """The forward's relative residual tolerance."""
-        return self.settings.tol
-
-    @tol.setter
-    def tol(self, value: float) -> None:
-        self._change(tol=value)
-
-    @property
-    def solver(self) -> SolverLike:
-        """The forward solver as given (a name or a value)."""
-        return self.settings.solver
-
-    @solver.setter
-    def solver(self, value: SolverLike) -> None:
-        self._change(solver=value)
-
-    @property
-    def backward_steps(self) -> Optional[int]:
-        """The adjoint's steps of a method given by name."""
-        return self.settings.steps
-
-    @backward_steps.setter
-    def backward_steps(self, value: Optional[int]) -> None:
-        self._change(backward_steps=value)
-
-    @property
-    def backward_tol(self) -> Optional[float]:
-        """The adjoint's tolerance of a method given by name."""
-        return self.settings.adjoint_tol
-
-    @backward_tol.setter
-    def backward_tol(self, value: Optional[float]) -> None:
-        self._change(backward_tol=value)
