@@ -226,7 +226,7 @@ def main(argv=None) -> int:
                       f"({'success' if r['success'] else 'failure'}), "
                       f"retrieval L1 {r['retrieval_l1']:.4f} (corrupted "
                       f"input {r['corrupted_l1']:.4f})", flush=True)
-    print(f"\n| method | truncation | success rate | mean final loss |")
+    print("\n| method | truncation | success rate | mean final loss |")
     print("|---|---|---|---|")
     table = []
     for k in args.truncation:

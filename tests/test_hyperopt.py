@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pyg_rbp.hyperopt import (HyperoptConfig, batch_schedule, hypergradient,
-                              init_mlp, meta_train, mlp_loss)
+                              init_mlp, meta_train)
 from tests.conftest import shared_data_root
 
 ROOT = Path(__file__).resolve().parents[1]
