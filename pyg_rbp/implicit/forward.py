@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -26,13 +26,9 @@ from .precision import STALL_STEPS, autocast_dtype, full_precision, \
 from .solvers import SolverLike, resolve_solver
 
 
-#: Steps between reads of the residuals on an accelerator (see
-#: :func:`iterate`); the CPU reads after every step.
+#: ``check_every``'s default on an accelerator: steps between reads of the
+#: residuals (see :func:`iterate`); the CPU reads after every step.
 DEVICE_CHECK_EVERY = 8
-
-#: Per-graph stopping evaluates F only on the graphs still running once
-#: they hold at most this share of the current state's nodes.
-COMPACT_SHARE = 0.5
 
 _EPS = 1e-12
 
@@ -122,6 +118,83 @@ class _Trace:
         return True
 
 
+class _Compaction:
+    """Per-graph stopping's compaction: once the graphs still running hold
+    at most ``share`` of the current state's nodes, the loop goes on with
+    ``f.restrict(nodes)`` on their rows; the full state is kept here and
+    the rows written back by :meth:`restore`."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.full: Optional[Tensor] = None
+        self.rows: Optional[Tensor] = None  # the full state's rows h holds
+
+    def step(self, f: Callable[[Tensor], Tensor], h: Tensor, batch: Tensor,
+             done: Tensor) -> Tuple[Callable[[Tensor], Tensor], Tensor,
+                                    Tensor, bool]:
+        """``(f, h, batch, still_compacting)`` after this step."""
+        running = (~done)[batch]
+        kept = int(running.sum())
+        if kept > self.share * h.size(0):
+            return f, h, batch, True
+        nodes = running.nonzero().view(-1)
+        sub = restrict(f, nodes)
+        if sub is None:
+            return f, h, batch, False
+        if self.full is None:
+            self.full, self.rows = h.clone(), nodes
+        else:
+            self.full.index_copy_(0, self.rows, h)
+            self.rows = self.rows[nodes]
+        return sub, h[nodes], batch[nodes], True
+
+    def restore(self, h: Tensor) -> Tensor:
+        """The full state with the running graphs' rows of ``h`` in place."""
+        if self.rows is None:
+            return h
+        return self.full.index_copy_(0, self.rows, h)
+
+
+def _read_block(pending: List[Tensor], done: Tensor, graph_steps: Tensor,
+                steps: int, tol: float, record: _Trace,
+                wide: torch.dtype) -> Optional[int]:
+    """One host read for a block of steps: feed their worst residuals to
+    ``record`` in order, up to the last convergence; the step count the
+    loop ends at (the first non-finite step, or the step at which the last
+    graph converged), or ``None`` to go on."""
+    base = steps - len(pending)
+    head = torch.stack(pending).to(wide)
+    tail = torch.stack([done.all().to(wide), graph_steps.max().to(wide)])
+    vals = torch.cat([head, tail]).tolist()
+    pending.clear()
+    all_done, last = bool(vals[-2]) and tol > 0, int(vals[-1])
+    for i, worst in enumerate(vals[:-2]):
+        if all_done and base + i + 1 > last:
+            break  # frozen-out steps after the last convergence
+        if not record.add(worst):
+            return record.nonfinite_at
+    return last if all_done else None
+
+
+def _advance(h: Tensor, fh: Tensor, nxt: Tensor, res: Tensor, done: Tensor,
+             batch: Optional[Tensor], mixer_used: bool, every: int,
+             tol: float) -> Tuple[Tensor, Tensor]:
+    """The next state and the newly converged graphs: a graph below
+    ``tol`` takes :math:`F(h)` once more (not the mixer's step) and then
+    stops changing; without ``tol`` every row takes ``nxt``."""
+    if tol <= 0:
+        return nxt, torch.zeros_like(done)
+    newly = ~done & (res <= tol)
+    if batch is None and every == 1:
+        return (fh if bool(newly[0]) else nxt), newly
+    if batch is None:  # (no mixer: nxt is fh)
+        return torch.where(done[0], h, fh), newly
+    shape = (-1, ) + (1, ) * (h.dim() - 1)
+    step = torch.where(newly[batch].view(shape), fh, nxt) if mixer_used \
+        else fh
+    return torch.where(done[batch].view(shape), h, step), newly
+
+
 def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
             tol: float, solver: SolverLike, batch: Optional[Tensor],
             num_graphs: int, check_every: int = 1) -> IterationResult:
@@ -138,11 +211,12 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
     With ``batch`` (per-graph stopping), no grad, plain iteration and a map
     that implements :class:`~pyg_rbp.implicit.maps.RestrictableMap`, the
     converged graphs leave the computation: once the graphs still running
-    hold at most :data:`COMPACT_SHARE` of the current state's nodes, the
-    loop goes on with ``f.restrict(nodes)`` on their rows only (again each
-    time the share halves), and writes them back at the end. The converged
-    graphs' rows were frozen anyway, so the result is the same; the saved
-    evaluations of F become time.
+    hold at most the solver's ``compact_share``
+    (:class:`~pyg_rbp.implicit.FixedPointIteration`) of the current state's
+    nodes, the loop goes on with ``f.restrict(nodes)`` on their rows only
+    (again each time the share halves), and writes them back at the end.
+    The converged graphs' rows were frozen anyway, so the result is the
+    same; the saved evaluations of F become time.
 
     ``check_every`` (no grad, plain iteration only; else 1): the loop
     reads its residuals on the host once every this many steps, not after
@@ -163,7 +237,8 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
                              device=device)
     graph_res = torch.full((num_graphs,), float("inf"), device=device,
                            dtype=h.dtype)
-    mixer = resolve_solver(solver).mixer(batch, num_graphs)
+    solver = resolve_solver(solver)
+    mixer = solver.mixer(batch, num_graphs)
     steps = 0
     device_type = h.device.type
     record = _Trace(autocast_dtype(device_type), tol)
@@ -172,12 +247,11 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
         else 1
     pending: List[Tensor] = []  # worst residuals the host has not read
     wide = host_dtype(device)
-    # compaction: the rows of the full state the current one holds
+    share = getattr(solver, "compact_share", 0.0)
     compact = tol > 0 and batch is not None and mixer is None and \
-        not torch.is_grad_enabled() and callable(getattr(f, "restrict", None))
-    full: Optional[Tensor] = None
-    rows: Optional[Tensor] = None
-    shape = (-1, ) + (1, ) * (h.dim() - 1)
+        share > 0 and not torch.is_grad_enabled() and \
+        callable(getattr(f, "restrict", None))
+    compaction = _Compaction(share)
     k = -1
     for k in range(max_steps):
         with full_precision(device_type, active=record.low is None):
@@ -191,10 +265,9 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
                              f"input {list(h.shape)} (got {list(fh.shape)})")
         steps = k + 1
         res = graph_residual(fh, h, batch, num_graphs)
-        active = ~done
-        graph_res = torch.where(active, res, graph_res)
+        graph_res = torch.where(done, graph_res, res)
         if every == 1:
-            worst = float(res[active].max()) if num_graphs > 1 \
+            worst = float(res[~done].max()) if num_graphs > 1 \
                 else float(res[0])
             if not record.add(worst):
                 h = fh
@@ -207,70 +280,25 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
                 nxt = mixer(h, fh)
         else:
             nxt = fh
+        h, newly = _advance(h, fh, nxt, res, done, batch, mixer is not None,
+                            every, tol)
         if tol > 0:
-            newly = active & (res <= tol)
-            graph_steps = torch.where(newly, torch.full_like(graph_steps,
-                                                             steps),
-                                      graph_steps)
-            if batch is None and every == 1:
-                h = fh if bool(newly[0]) else nxt
-            elif batch is None:  # (no mixer: nxt is fh)
-                h = torch.where(done[0], h, fh)
-            else:
-                frozen = done[batch].view(shape)
-                step = torch.where(newly[batch].view(shape), fh, nxt) \
-                    if mixer is not None else fh
-                h = torch.where(frozen, h, step)
+            graph_steps = torch.where(
+                newly, torch.full_like(graph_steps, steps), graph_steps)
             done = done | newly
-        else:
-            h = nxt
         if every == 1:
             if tol > 0 and bool(done.all()):
                 break
         elif steps % every == 0 or steps == max_steps:
-            # one read: the block's residuals, whether all converged, when
-            base = steps - len(pending)
-            head = torch.stack(pending).to(wide)
-            tail = torch.stack([done.all().to(wide),
-                                graph_steps.max().to(wide)])
-            vals = torch.cat([head, tail]).tolist()
-            pending.clear()
-            all_done, last = bool(vals[-2]) and tol > 0, int(vals[-1])
-            ok = True
-            for i, worst in enumerate(vals[:-2]):
-                if all_done and base + i + 1 > last:
-                    break  # frozen-out steps after the last convergence
-                if not record.add(worst):
-                    ok = False
-                    break
-            if not ok:
-                steps = record.nonfinite_at
-                break
-            if all_done:
-                steps = last
+            end = _read_block(pending, done, graph_steps, steps, tol, record,
+                              wide)
+            if end is not None:
+                steps = end
                 break
         else:
             continue
         if compact:
-            running = (~done)[batch]
-            kept = int(running.sum())
-            if kept <= COMPACT_SHARE * h.size(0):
-                nodes = running.nonzero().view(-1)
-                sub = restrict(f, nodes)
-                if sub is None:
-                    compact = False
-                else:
-                    if full is None:
-                        full, rows = h.clone(), nodes
-                    else:
-                        full.index_copy_(0, rows, h)
-                        rows = rows[nodes]
-                    f, h, batch = sub, h[nodes], batch[nodes]
-                    shape = (-1, ) + (1, ) * (h.dim() - 1)
-    evaluations = k + 1
-    if rows is not None:  # the running graphs' rows back into place
-        full.index_copy_(0, rows, h)
-        h = full
-    return IterationResult(h, steps, record.values, done, graph_steps,
-                           graph_res, record.nonfinite_at > 0, low_steps,
-                           evaluations)
+            f, h, batch, compact = compaction.step(f, h, batch, done)
+    return IterationResult(compaction.restore(h), steps, record.values, done,
+                           graph_steps, graph_res, record.nonfinite_at > 0,
+                           low_steps, k + 1)

@@ -279,9 +279,6 @@ class Phantom(TBPTT):
 #: The hybrid's default memory budget: bytes autograd may keep for the
 #: unrolled steps of a call whose forward did not converge (1 GiB).
 HYBRID_BUDGET = 2 ** 30
-#: The hybrid's adjoint cap grows with the forward's: at most
-#: ``max(adjoint.steps, HYBRID_STEP_FACTOR * max_iter)`` iterations.
-HYBRID_STEP_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -294,7 +291,7 @@ class Hybrid(GradientMethod):
 
     * forward converged (every graph within ``tol``): the ``adjoint``
       method's implicit gradient (memory of one step), its iteration cap
-      raised to ``max(adjoint.steps, 2 * max_iter)``: a map whose forward
+      raised to ``max(adjoint.steps, step_factor * max_iter)``: a map whose forward
       reaches ``tol`` within ``max_iter`` steps contracts at about
       :math:`\mathrm{tol}^{1/\mathrm{max\_iter}}` per step or faster, and
       the powers of :math:`J^\top` decay as those of :math:`J` do, so the
@@ -330,11 +327,15 @@ class Hybrid(GradientMethod):
             (default: :data:`HYBRID_BUDGET`, 1 GiB)
         predict: Record from the start after an unrolled call.
             (default: :obj:`True`)
+        step_factor: The adjoint's cap is at least this many times the
+            forward's ``max_iter`` (``0``: the adjoint's own cap).
+            (default: ``2``)
     """
 
     adjoint: GradientMethod = field(default_factory=lambda: Neumann())
     memory_budget: Optional[int] = HYBRID_BUDGET
     predict: bool = True
+    step_factor: int = 2
     name: ClassVar[str] = "hybrid"
     implicit: ClassVar[bool] = True
 
@@ -349,6 +350,7 @@ class Hybrid(GradientMethod):
         if not isinstance(self.predict, bool):
             raise TypeError(f"'predict' must be a bool (got "
                             f"{type(self.predict).__name__})")
+        check_int("step_factor", self.step_factor, 0)
 
     @property  # type: ignore[override]
     def uses_jvp(self) -> bool:  # noqa: D102 - the adjoint's
@@ -362,7 +364,7 @@ class Hybrid(GradientMethod):
         """The adjoint with its cap raised for a forward of at most
         ``max_iter`` steps (see the class docstring)."""
         steps = getattr(self.adjoint, "steps", None)
-        wanted = HYBRID_STEP_FACTOR * max_iter
+        wanted = self.step_factor * max_iter
         if steps is None or steps >= wanted:
             return self.adjoint
         return replace(self.adjoint, steps=wanted)

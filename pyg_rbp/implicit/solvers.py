@@ -57,9 +57,23 @@ class ForwardSolver:
 @dataclass(frozen=True)
 class FixedPointIteration(ForwardSolver):
     r"""Plain iteration :math:`h_{k+1} = F(h_k)`: converges wherever
-    :math:`F` contracts, at the contraction's rate; nothing is stored."""
+    :math:`F` contracts, at the contraction's rate; nothing is stored.
 
+    ``compact_share``: with per-graph stopping and no grad, once the graphs
+    still running hold at most this share of the state's nodes the loop
+    evaluates :math:`F` on their rows only (0: never; the result is the
+    same either way, see :func:`~pyg_rbp.implicit.forward.iterate`)."""
+
+    compact_share: float = 0.5
     name: ClassVar[str] = "fixed_point"
+
+    def __post_init__(self) -> None:
+        share = self.compact_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) \
+                or not 0.0 <= share <= 1.0:
+            raise ValueError(f"'compact_share' must be a number in [0, 1] "
+                             f"(got {share!r})")
+        object.__setattr__(self, "compact_share", float(share))
 
 
 @dataclass(frozen=True)

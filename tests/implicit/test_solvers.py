@@ -130,3 +130,20 @@ def test_the_layer_takes_solver_values() -> None:
     torch.testing.assert_close(grads["anderson"], grads["fixed_point"],
                                rtol=1e-6, atol=1e-8)
     assert steps["broyden"] < steps["fixed_point"]
+
+
+def test_engine_settings_are_fields_not_globals() -> None:
+    """The compaction threshold is the plain solver's field, the hybrid's
+    adjoint cap factor the hybrid's; each checked when made."""
+    from pyg_rbp import CG, Hybrid
+    assert FixedPointIteration().compact_share == 0.5
+    for bad in (-0.1, 1.5, True, "half"):
+        with pytest.raises(ValueError, match="'compact_share' must be"):
+            FixedPointIteration(compact_share=bad)
+    assert Hybrid(adjoint=CG(steps=10)).for_forward(30) == CG(steps=60)
+    assert Hybrid(adjoint=CG(steps=10), step_factor=3).for_forward(30) == \
+        CG(steps=90)
+    assert Hybrid(adjoint=CG(steps=10), step_factor=0).for_forward(30) == \
+        CG(steps=10)
+    with pytest.raises(ValueError, match="'step_factor' must be >= 0"):
+        Hybrid(step_factor=-1)

@@ -9,8 +9,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-import pyg_rbp.implicit.forward as forward
-from pyg_rbp import RBPGatedGraphConv
+from pyg_rbp import FixedPointIteration, RBPGatedGraphConv
 from pyg_rbp.implicit.maps import RestrictableMap
 from pyg_rbp.nn.adjacency import SparseMatrix
 from pyg_rbp.nn.contractive_step import ContractiveStep
@@ -74,12 +73,12 @@ def test_compaction_gives_the_same_state(monkeypatch, types: int,
     monkeypatch.setattr(step_class, "restrict", counting)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        monkeypatch.setattr(forward, "COMPACT_SHARE", 0.0)  # never
+        conv.solver = FixedPointIteration(compact_share=0.0)  # never
         with torch.no_grad():
             full = conv(x, b.edge_index, **kw)
         steps_full = conv.stats.graph_steps.clone()
         assert calls == []
-        monkeypatch.setattr(forward, "COMPACT_SHARE", 0.5)
+        conv.solver = FixedPointIteration(compact_share=0.5)
         with torch.no_grad():
             compact = conv(x, b.edge_index, **kw)
     assert calls and all(c <= 0.5 * b.num_nodes for c in calls)
