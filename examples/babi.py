@@ -25,7 +25,7 @@ import sys
 from typing import List, Optional
 
 from pyg_rbp.lightning import BabiTrainConfig, train_babi
-from pyg_rbp.lightning.cli import print_rows, run_example
+from pyg_rbp.lightning.config import print_rows, run_example
 
 
 def _fmt(value: Optional[float], digits: int = 1) -> str:

@@ -24,7 +24,7 @@ import sys
 from typing import List, Optional
 
 from pyg_rbp.lightning import TrainConfig, train_node_classifier
-from pyg_rbp.lightning.cli import print_rows, run_example
+from pyg_rbp.lightning.config import print_rows, run_example
 
 
 DESCRIPTION = "GGNN + RBP node classification (Lightning)."

@@ -33,8 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from pyg_rbp.lightning import GraphTrainConfig, train_graph_classifier
-from pyg_rbp.lightning.cli import print_rows, run_example
-from pyg_rbp.lightning.config import opt
+from pyg_rbp.lightning.config import opt, print_rows, run_example
 from pyg_rbp.models import pyg_gated_factory
 
 DESCRIPTION = "GGNN + RBP graph classification (Lightning, k-fold)."

@@ -15,16 +15,15 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on install
 
 from .babi_module import BabiDataModule, BabiModule
 from .babi_run import BabiTrainConfig, train_babi
-from .datamodule import LOADERS, NodeDataModule
-from .graph_datamodule import GraphDataModule
+from .datamodules import (LOADERS, GraphDataModule, NodeDataModule,
+                          UnpaddedDistributedSampler)
 from .graph_module import GraphClassificationModule
 from .graph_run import (GraphTrainConfig, select_epoch,
                         train_graph_classifier)
 from .config import RunConfig
 from .module import NodeClassificationModule
 from .run import TrainConfig, train_node_classifier
-from .samplers import UnpaddedDistributedSampler
-from .trainer import EpochHistory, make_trainer
+from .runner import EpochHistory, make_trainer
 
 #: The earlier name of :class:`EpochHistory` (node classification's).
 History = EpochHistory

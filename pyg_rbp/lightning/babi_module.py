@@ -14,7 +14,7 @@ from .._checks import check_int
 from ..data.babi import babi_splits, load_babi
 from ..models.babi import RBPGGNN, babi_loss
 from .base import RBPLightningModule, check_jacobian_weight
-from .samplers import evaluation_sampler
+from .datamodules import evaluation_sampler
 
 
 class BabiDataModule(pl.LightningDataModule):

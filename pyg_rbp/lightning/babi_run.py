@@ -20,8 +20,8 @@ import pytorch_lightning as pl
 from ..data.babi import BABI_FOLDS, BABI_TASKS
 from .babi_module import BabiDataModule, BabiModule
 from .config import RunConfig, opt
-from .runner import ConvFactory, Run, Task, Trained, pstd, run
-from .trainer import mean_of
+from .runner import (ConvFactory, Run, Task, Trained, mean_of, pstd,
+                     run)
 
 
 @dataclass

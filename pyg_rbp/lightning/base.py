@@ -130,7 +130,7 @@ class RBPLightningModule(pl.LightningModule):
         exact mean over the split, whatever the batches and however the
         ranks divided it (a mean of per-rank means is not, when the ranks
         hold different numbers of items; see
-        :class:`~pyg_rbp.lightning.samplers.UnpaddedDistributedSampler`).
+        :class:`~pyg_rbp.lightning.UnpaddedDistributedSampler`).
         """
         if name not in self.EVAL_METRICS:
             raise ValueError(f"'{name}' is not one of the module's "

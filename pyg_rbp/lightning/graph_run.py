@@ -23,10 +23,9 @@ import pytorch_lightning as pl
 from ..data import ERRICA_DATASETS, TU_DATASETS
 from ..models.graph_classifier import READOUTS, ConvFactory
 from .config import RunConfig, opt
-from .graph_datamodule import SPLITS, GraphDataModule
+from .datamodules import FOLD_SPLITS, GraphDataModule
 from .graph_module import GraphClassificationModule
-from .runner import Run, Task, Trained, pstd, run
-from .trainer import mean_of
+from .runner import Run, Task, Trained, mean_of, pstd, run
 
 
 @dataclass
@@ -40,7 +39,7 @@ class GraphTrainConfig(RunConfig):
     progress_bar: bool = opt(False)
     dataset: str = opt("MUTAG", choices=TU_DATASETS, help="the TU dataset")
     folds: int = opt(10, minimum=2, help="k of the stratified k-fold")
-    splits: str = opt("stratified", choices=SPLITS,
+    splits: str = opt("stratified", choices=FOLD_SPLITS,
                       help="stratified: our k folds; errica: the 10 fixed "
                            "folds of Errica et al. (ICLR 2020) with their "
                            "inner train/validation holdout (NCI1, "

@@ -13,7 +13,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from ..data import DATASETS, OGB_DATASETS, SPLITS
 from .config import RunConfig, opt
-from .datamodule import LOADERS, NodeDataModule
+from .datamodules import LOADERS, NodeDataModule
 from .module import NodeClassificationModule
 from .runner import ConvFactory, Run, Task, Trained, run
 

@@ -18,8 +18,8 @@ from pyg_rbp.lightning import (BabiTrainConfig, GraphClassificationModule,
                                GraphDataModule, GraphTrainConfig,
                                NodeClassificationModule, NodeDataModule,
                                RunConfig, TrainConfig, make_trainer)
-from pyg_rbp.lightning.cli import build_parser, parse_config
-from pyg_rbp.lightning.trainer import EpochHistory
+from pyg_rbp.lightning.config import build_parser, parse_config
+from pyg_rbp.lightning.runner import EpochHistory
 from pyg_rbp.lightning.base import check_jacobian_weight
 from tests.conftest import needs_data, shared_data_root
 
