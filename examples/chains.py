@@ -147,7 +147,7 @@ def run_seed(a: argparse.Namespace, seed: int) -> Dict[str, Any]:
                           fwd_residual=stats.forward_residual,
                           bwd_steps=stats.backward_steps or 0,
                           converged=bool(stats.converged),
-                          unrolled=stats.backward_method == "bptt")
+                          unrolled=stats.unrolled)
         model.eval()
         with torch.no_grad():
             out = model(data.x, data.edge_index)

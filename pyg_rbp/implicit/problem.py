@@ -26,12 +26,6 @@ from .stats import (ConvergenceMonitor, ConvergenceWarning, RBPStats,
 from ..utils.memory import tensor_bytes
 
 
-#: The gradient methods (``stats.backward_method``) that back-propagate
-#: through recorded forward steps: all of them (the hybrid's fallback),
-#: the last ones, or damped ones from the fixed point (the phantom).
-UNROLLED = ("bptt", "tbptt", "phantom")
-
-
 def num_graphs_of(batch: Optional[Tensor]) -> int:
     """The number of graphs PyG's node-to-graph vector names (1 without)."""
     if batch is None or batch.numel() == 0:
@@ -103,6 +97,7 @@ class Problem:
         stats = self.stats
         stats.backward_steps = steps
         stats.backward_method = method
+        stats.unrolled = True
         self.report(it)
         if self.jacobian_penalty:
             stats.jacobian_penalty = penalty_at(self.f, h,
@@ -116,6 +111,7 @@ class Problem:
         self.finish(it, None, [])
         stats.backward_steps = it.steps
         stats.backward_method = "bptt"
+        stats.unrolled = True
         self.report(it)
         if self.jacobian_penalty:
             stats.jacobian_penalty = penalty_at(self.f, it.h,
@@ -161,7 +157,7 @@ class Problem:
         if monitor is not None and torch.is_grad_enabled():
             monitor.calls += 1
             monitor.forward_converged += converged
-            monitor.unrolled += stats.backward_method in UNROLLED
+            monitor.unrolled += stats.unrolled
         if it.nonfinite:
             warnings.warn(
                 f"rbp: the forward iteration produced non-finite values at "
@@ -204,7 +200,7 @@ def _what_the_gradient_was(stats: RBPStats) -> str:
         return ("its unrolled steps did not fit the memory budget, so "
                 "its gradient is the implicit one at a state that is "
                 "not a fixed point: off by an unknown amount")
-    if stats.backward_method in UNROLLED:
+    if stats.unrolled:
         return "its gradient is back-propagation through the steps"
     return ("an implicit gradient there is off by an unknown "
             "amount (it holds only at a fixed point)")

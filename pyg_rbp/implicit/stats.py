@@ -67,6 +67,10 @@ class RBPStats:
             names what it chose (``'neumann'`` when the forward converged,
             ``'bptt'`` when it fell back to back-propagation through the
             steps; see :class:`~pyg_rbp.implicit.Hybrid`).
+        unrolled: Whether that gradient back-propagates through recorded
+            forward steps (all of them: BPTT and the hybrid's fallback; the
+            last ones: TBPTT; damped ones from the fixed point: the phantom
+            gradient) rather than solving the adjoint system.
         jacobian_penalty: With ``jacobian_penalty`` set and grad enabled, a
             differentiable estimate of :math:`\sigma_{\max}(J)^2`
             (``'spectral'``) or :math:`\|J\|_F^2 / n` (``'frobenius'``) at
@@ -97,6 +101,7 @@ class RBPStats:
     backward_diverged: bool = False
     backward_converged: Optional[bool] = None
     backward_method: Optional[str] = None
+    unrolled: bool = False
     jacobian_penalty: Optional[Tensor] = field(default=None, repr=False)
     contraction_penalty: Optional[float] = None
     leaf_residuals: Any = None

@@ -13,7 +13,6 @@ import torch.distributed as dist
 from torch import Tensor
 
 from ..implicit import RBPStats
-from ..implicit.problem import UNROLLED
 from ..utils import SavedTensorMeter
 from .config import default_jacobian_weight
 
@@ -194,7 +193,7 @@ class RBPLightningModule(pl.LightningModule):
             if stats.backward_converged is not None:  # an adjoint solve
                 self._log("bwd_converged", float(stats.backward_converged))
             # the share of calls back-propagated through their steps
-            self._log("unrolled", float(stats.backward_method in UNROLLED))
+            self._log("unrolled", float(stats.unrolled))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr,

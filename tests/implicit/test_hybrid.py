@@ -46,7 +46,7 @@ def test_unconverged_call_takes_bptts_gradient_exactly() -> None:
     hybrid, s = _grads(Hybrid(), 0.99, 3, 1e-10)
     bptt, _ = _grads(BPTT(), 0.99, 3, 1e-10)
     assert s.backward_method == "bptt" and not s.converged
-    assert s.method == "hybrid" and s.backward_steps == 3
+    assert s.method == "hybrid" and s.backward_steps == 3 and s.unrolled
     for a, b in zip(hybrid, bptt):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     # ... where Neumann-RBP's implicit gradient at that state is wrong
@@ -247,3 +247,20 @@ def test_after_an_unrolled_call_the_next_records_from_the_start() -> None:
     rbp(f, torch.zeros_like(x), max_iter=2000, tol=1e-8, method=Hybrid(),
         monitor=monitor)
     assert monitor.unrolled_rate is None
+
+
+@pytest.mark.parametrize("method, unrolled", [
+    ("bptt", True), ("tbptt", True), ("phantom", True), ("neumann", False),
+    ("cg", False), ("hybrid", False)])
+def test_the_stats_say_whether_the_gradient_was_unrolled(
+        method: str, unrolled: bool) -> None:
+    """``stats.unrolled``: the gradient back-propagates through recorded
+    steps (the monitor's and the Lightning logs' count) or solves the
+    adjoint; the hybrid that converged solved it."""
+    _, stats = _grads(method, 0.5, 200, 1e-10)
+    assert stats.converged and stats.unrolled is unrolled
+    monitor = ConvergenceMonitor()
+    w, x, f = _tanh_map(0.5)
+    rbp(f, torch.zeros_like(x), method=method, max_iter=200, tol=1e-10,
+        monitor=monitor)
+    assert (monitor.calls, monitor.unrolled) == (1, int(unrolled))
