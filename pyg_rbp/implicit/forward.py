@@ -20,6 +20,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .groups import EPS, group_sum
 from .maps import restrict
 from .precision import STALL_STEPS, autocast_dtype, full_precision, \
     switch_tol
@@ -30,7 +31,6 @@ from .solvers import SolverLike, resolve_solver
 #: residuals (see :func:`iterate`); the CPU reads after every step.
 DEVICE_CHECK_EVERY = 8
 
-_EPS = 1e-12
 
 
 def graph_residual(new: Tensor, old: Tensor, batch: Optional[Tensor],
@@ -44,15 +44,13 @@ def graph_residual(new: Tensor, old: Tensor, batch: Optional[Tensor],
         if batch is None:  # two norms, no squared copies
             num = torch.linalg.vector_norm(new - old).reshape(1)
             den = torch.linalg.vector_norm(old).reshape(1)
-            return num / (den + _EPS)
+            return num / (den + EPS)
         diff = (new - old).reshape(new.size(0), -1) if new.dim() else \
             (new - old).reshape(1, -1)
         ref = old.reshape(diff.size(0), -1)
-        num = diff.new_zeros(num_graphs).index_add_(
-            0, batch, diff.pow(2).sum(-1))
-        den = ref.new_zeros(num_graphs).index_add_(
-            0, batch, ref.pow(2).sum(-1))
-        return num.sqrt() / (den.sqrt() + _EPS)
+        num = group_sum(diff.pow(2).sum(-1), batch, num_graphs)
+        den = group_sum(ref.pow(2).sum(-1), batch, num_graphs)
+        return num.sqrt() / (den.sqrt() + EPS)
 
 
 @dataclass

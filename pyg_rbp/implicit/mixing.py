@@ -16,26 +16,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-_EPS = 1e-12
-
-
-def group_dot(a: Tensor, b: Tensor, groups: Optional[Tensor],
-              num_groups: int) -> Tensor:
-    """``[num_groups]``: the inner product of ``a`` and ``b`` over each
-    group's rows (``[1]``, over everything, without ``groups``)."""
-    if groups is None:
-        return (a.reshape(-1) * b.reshape(-1)).sum().reshape(1)
-    rows = a.size(0)
-    node = (a.reshape(rows, -1) * b.reshape(rows, -1)).sum(-1)
-    return node.new_zeros(num_groups).index_add(0, groups, node)
-
-
-def per_row(coef: Tensor, groups: Optional[Tensor], like: Tensor) -> Tensor:
-    """``coef`` (``[num_groups]``) broadcast against ``like``'s rows."""
-    if groups is None:
-        return coef.reshape((1, ) * like.dim()) if like.dim() else \
-            coef.reshape(())
-    return coef[groups].reshape((-1, ) + (1, ) * (like.dim() - 1))
+from .groups import EPS, group_dot, per_row
 
 
 class AndersonMixer:
@@ -88,14 +69,8 @@ class AndersonMixer:
     def _dots(self, history: Tensor, g: Tensor) -> Tensor:
         """``[used, groups]``: each history row's product with ``g``, per
         group (one group without ``groups``)."""
-        used = history.size(0)
-        if self.groups is None:
-            return (history.reshape(used, -1) @ g.reshape(-1)).unsqueeze(1)
-        rows = g.size(0)
-        node = (history.reshape(used, rows, -1) *
-                g.reshape(1, rows, -1)).sum(-1)
-        return node.new_zeros(used, self.num_groups).index_add(
-            1, self.groups, node)
+        history = history.reshape((history.size(0), ) + g.shape)
+        return group_dot(history, g, self.groups, self.num_groups)
 
     def _weights(self, gram: Tensor, newest: int = -1) -> Tensor:
         """``[groups, used]`` mixing weights from the residuals' Gram
@@ -112,7 +87,7 @@ class AndersonMixer:
                        else torch.float64)
         # Scale the regulariser with the residual size so it stays relative.
         reg = self.lam * gram.diagonal(dim1=-2, dim2=-1).amax(-1) \
-            .clamp_min(_EPS)
+            .clamp_min(EPS)
         eye = torch.eye(used, dtype=gram.dtype, device=gram.device)
         ones = gram.new_ones(gram.size(0), used, 1)
         alpha, info = torch.linalg.solve_ex(gram + reg[:, None, None] * eye,
@@ -128,11 +103,11 @@ class AndersonMixer:
         if self.groups is None:
             return (alpha[0] @ values.reshape(used, -1)).reshape(like.shape)
         rows = like.size(0)
-        per_row = alpha.t()[:, self.groups].unsqueeze(-1)  # [used, rows, 1]
+        weights = alpha.t()[:, self.groups].unsqueeze(-1)  # [used, rows, 1]
         values = values.reshape(used, rows, -1)
-        mixed = values[0] * per_row[0]
+        mixed = values[0] * weights[0]
         for i in range(1, used):  # a few row-scaled sums, no batched GEMM
-            mixed.addcmul_(values[i], per_row[i])
+            mixed.addcmul_(values[i], weights[i])
         return mixed.reshape(like.shape)
 
     def _recorded(self, h: Tensor, fh: Tensor) -> Tensor:
