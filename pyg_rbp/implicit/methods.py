@@ -220,11 +220,15 @@ class BPTT(GradientMethod):
 
 
 @dataclass(frozen=True)
-class TBPTT(GradientMethod):
-    """Back-propagation through the last ``steps`` forward steps only."""
+class _RecordedTail(GradientMethod):
+    """What :class:`TBPTT` and :class:`Phantom` share: the forward runs
+    without grad, then its last ``steps`` steps (damped by ``damping``)
+    are recorded and back-propagated through; ``steps`` count in
+    ``max_iter``."""
 
-    steps: int = DEFAULT_STEPS
-    name: ClassVar[str] = "tbptt"
+    steps: int
+    #: The recorded steps' damping (1: plain steps; see :class:`Phantom`).
+    damping: ClassVar[float] = 1.0
 
     def __post_init__(self) -> None:
         check_int("steps", self.steps, 1)
@@ -233,20 +237,24 @@ class TBPTT(GradientMethod):
     def from_options(cls, steps: int, tol: float) -> "GradientMethod":
         return cls(steps=steps)
 
-    #: The recorded steps' damping (1: plain steps; see :class:`Phantom`).
-    damping: ClassVar[float] = 1.0
-
     def run(self, problem: Problem) -> Tuple[Tensor, RBPStats]:
         if not torch.is_grad_enabled():
             return super().run(problem)
-        # the recorded steps count in max_iter
         k = min(self.steps, problem.max_iter)
         return problem.recorded_after(problem.converge(steps_after=k), k,
                                       self.name, self.damping)
 
 
 @dataclass(frozen=True)
-class Phantom(TBPTT):
+class TBPTT(_RecordedTail):
+    """Back-propagation through the last ``steps`` forward steps only."""
+
+    steps: int = DEFAULT_STEPS
+    name: ClassVar[str] = "tbptt"
+
+
+@dataclass(frozen=True)
+class Phantom(_RecordedTail):
     r"""The phantom gradient (Geng et al., 2021): the forward converges
     without grad, then ``steps`` damped steps :math:`h \leftarrow h +
     \lambda (F(h) - h)` (:math:`\lambda` = ``damping``) are recorded from
@@ -261,8 +269,8 @@ class Phantom(TBPTT):
     approximate (its error shrinks as :math:`\|(1-\lambda) I + \lambda
     J\|^k`), cheap (``steps`` step backwards, no adjoint solve) and with
     the memory of ``steps`` steps. Not an implicit method: no tolerance, no
-    ``solve``. :class:`TBPTT` is the undamped case (:math:`\lambda = 1`),
-    whose run this shares."""
+    ``solve``. :class:`TBPTT` is the undamped case (:math:`\lambda = 1`);
+    both record their steps as :class:`_RecordedTail` does."""
 
     steps: int = 5
     damping: float = 0.5  # type: ignore[misc]  # a field here

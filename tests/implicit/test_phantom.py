@@ -106,3 +106,13 @@ def test_phantom_in_the_layer_by_value_and_by_name() -> None:
 def test_bad_phantom_settings(kwargs, err, match) -> None:
     with pytest.raises(err, match=match):
         Phantom(**kwargs)
+
+
+def test_phantom_is_not_a_tbptt() -> None:
+    """They share how steps are recorded, not a type: code that asks
+    isinstance(method, TBPTT) does not get the damped method."""
+    from pyg_rbp import TBPTT, Phantom
+    assert not isinstance(Phantom(), TBPTT)
+    assert not isinstance(TBPTT(), Phantom)
+    assert Phantom.from_options(7, 1e-6) == Phantom(steps=7)
+    assert TBPTT().damping == 1.0 and Phantom().damping == 0.5
