@@ -64,9 +64,9 @@ def run_one(task: int, contender: str, a: argparse.Namespace) -> None:
         spec["hidden"] = a.hidden
     cfg = BabiTrainConfig(
         task=task, method="bptt" if contender == "pyg" else contender,
-        folds=a.folds, hidden=spec["hidden"],
+        fold=a.fold, hidden=spec["hidden"],
         train_examples=spec["train_examples"],
-        max_epochs=a.epochs or spec.get("epochs", EPOCHS),
+        max_epochs=a.max_epochs or spec.get("epochs", EPOCHS),
         seed=a.seed, data_root=a.data_root, accelerator="cpu",
         edge_types=contender != "pyg", download=False,
         output_dir=str(Path(a.results) / "logs"),
@@ -143,9 +143,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--tasks", type=int, nargs="+", default=list(TASKS))
     p.add_argument("--contenders", nargs="+", default=list(CONTENDERS),
                    choices=CONTENDERS)
-    p.add_argument("--folds", type=int, nargs="+",
-                   default=list(range(1, 11)))
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--fold", "--folds", type=int, nargs="+",
+                   default=list(range(1, 11)),
+                   help="the dataset's folds to run (1..10)")
+    p.add_argument("--max-epochs", "--epochs", type=int, default=None,
                    help="training epochs for every task (default: per task, "
                         "TASKS: 300, 600 for task 19)")
     p.add_argument("--seed", type=int, default=0)
@@ -170,12 +171,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                     continue
                 harness.worker("babi", [
                     "--run-one", str(task), c,
-                    *(["--epochs", str(a.epochs)] if a.epochs else []),
+                    *(["--max-epochs", str(a.max_epochs)]
+                      if a.max_epochs else []),
                     "--seed", str(a.seed), "--pyg-layers", str(a.pyg_layers),
                     "--threads", str(a.threads),
                     *(["--hidden", str(a.hidden)] if a.hidden else []),
                     "--data-root", a.data_root, "--results", a.results,
-                    "--folds", *map(str, a.folds)], a.threads)
+                    "--fold", *map(str, a.fold)], a.threads)
     print(table(a.tasks, Path(a.results)))
     print()
     print(steps_table(a.tasks, Path(a.results)))

@@ -63,7 +63,7 @@ def run(dataset: str, contender: str, a: argparse.Namespace) -> Path:
         args = [sys.executable,
                 str(harness.ROOT / "examples" / "graph_classification.py"),
                 "--dataset", dataset, "--folds", str(a.folds), "--fold",
-                str(fold), "--max-epochs", str(a.epochs), "--seed",
+                str(fold), "--max-epochs", str(a.max_epochs), "--seed",
                 str(a.seed), "--output-json", str(fold_out),
                 "--output-dir", str(Path(a.results) / "logs"),
                 *CONTENDERS[contender]]
@@ -129,8 +129,9 @@ def main() -> int:
     p.add_argument("--contenders", nargs="+", default=["neumann", "bptt",
                                                        "pyg"],
                    choices=list(CONTENDERS))
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--max-epochs", "--epochs", type=int, default=100)
+    p.add_argument("--folds", type=int, default=10,
+                   help="the k of k-fold (--fold of the example: which)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pyg-layers", type=int, default=8,
                    help="GatedGraphConv steps (ours converge in ~7)")

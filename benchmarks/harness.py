@@ -12,6 +12,11 @@ The benchmarks are a package; run each from the repository root as
   the docs quote are in ``benchmarks/results/`` and are rewritten only when
   a command names them. Sweeps resume: a result already on disk is reused,
   and :func:`reuse` says so (``--rerun`` runs it again).
+* **One vocabulary**, the examples': ``--max-epochs`` caps a Lightning
+  training (``--epochs`` is the older spelling), ``--epochs`` counts the
+  epochs of a fixed loop; ``--folds`` is the k of k-fold, ``--fold`` which
+  folds run (bAbI's: the dataset's folds 1..10); ``--threads``,
+  ``--data-root``, ``--output-json`` / ``--results`` as above.
 * **Set-up** (:func:`start`): one torch thread count, denormal floats
   flushed (a GEMM on them runs up to 100x slower on x86), warnings quiet.
 """

@@ -1,10 +1,10 @@
 """GGNN's bAbI tasks (Li et al., 2016) with a recurrent GGNN trained by RBP.
 
-    python examples/babi.py --task 4 --method neumann --folds 1 2 3
+    python examples/babi.py --task 4 --method neumann --fold 1 2 3
     python examples/babi.py --task 16 --method neumann --hidden 8 \
-        --folds 1 2 3 4 5 6 7 8 9 10 --output-json results/babi16.json
-    python examples/babi.py --task 19 --train-examples 250 --folds 1
-    python examples/babi.py --task 18 --method bptt --folds 1 --plot plots/
+        --fold 1 2 3 4 5 6 7 8 9 10 --output-json results/babi16.json
+    python examples/babi.py --task 19 --train-examples 250 --fold 1
+    python examples/babi.py --task 18 --method bptt --fold 1 --plot plots/
 
 The protocol of the paper: one model per question type, trained on the first
 ``--train-examples`` questions of that type in the fold's training file;

@@ -65,7 +65,7 @@ def test_babi_harness_smallest_form(tmp_path) -> None:
         pytest.skip("../shared/data/bAbI not found")
     run = subprocess.run(
         [sys.executable, "-m", "benchmarks.babi", "--tasks", "18",
-         "--contenders", "neumann", "pyg", "--folds", "1", "--epochs", "2",
+         "--contenders", "neumann", "pyg", "--fold", "1", "--max-epochs", "2",
          "--results", str(tmp_path), "--data-root", str(data)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
         env=dict(os.environ, PYTHONWARNINGS="ignore"))
@@ -132,7 +132,7 @@ def test_graph_sweep_resumes_per_fold(tmp_path) -> None:
         pytest.skip("../shared/data/TUDataset/MUTAG not found")
     args = [sys.executable, "-m", "benchmarks.graph_classification",
             "--datasets", "MUTAG", "--contenders", "neumann", "--folds", "2",
-            "--epochs", "1", "--threads", "1", "--data-root", str(data),
+            "--max-epochs", "1", "--threads", "1", "--data-root", str(data),
             "--results", str(tmp_path), "--", "--num-layers", "4",
             "--hidden", "8"]
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))

@@ -11,6 +11,7 @@ file. Test accuracy never takes part in the choice.
 from __future__ import annotations
 
 import statistics
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -46,8 +47,13 @@ class BabiTrainConfig(RunConfig):
     jacobian_weight: float = opt(0.0)
     progress_bar: bool = opt(False)
     task: int = opt(4, choices=BABI_TASKS, help="the bAbI task")
-    folds: Sequence[int] = opt(factory=lambda: [1], choices=BABI_FOLDS,
-                               metavar="F", help="folds to run (1..10)")
+    fold: Sequence[int] = opt(factory=lambda: [1], choices=BABI_FOLDS,
+                              metavar="F", help="the dataset's folds to run "
+                                                "(1..10)")
+    folds: Optional[Sequence[int]] = opt(
+        None, choices=BABI_FOLDS, metavar="F",
+        help="the former name of --fold (deprecated: in graph "
+             "classification --folds is the k of k-fold)")
     question_types: Optional[Sequence[int]] = opt(
         None, minimum=1, help="question types to run (default: all)")
     train_examples: int = opt(50, minimum=1,
@@ -62,8 +68,14 @@ class BabiTrainConfig(RunConfig):
     def check(self) -> None:
         """Refuse bad or incompatible options before anything starts."""
         super().check()
-        if not self.folds:
-            raise ValueError("--folds needs at least one fold (1..10)")
+        if self.folds is not None:
+            warnings.warn("BabiTrainConfig's 'folds' (--folds) is now "
+                          "'fold' (--fold), as in graph classification, "
+                          "where --folds is the k of k-fold",
+                          DeprecationWarning, stacklevel=2)
+            self.fold, self.folds = list(self.folds), None
+        if not self.fold:
+            raise ValueError("--fold needs at least one fold (1..10)")
 
 
 class BabiTask(Task):
@@ -73,7 +85,7 @@ class BabiTask(Task):
     plotter = "plot_babi"
 
     def runs(self, cfg: BabiTrainConfig) -> Iterable[Run]:
-        for fold in cfg.folds:
+        for fold in cfg.fold:
             qtypes = cfg.question_types
             if qtypes is None:
                 qtypes = BabiDataModule.question_types_of(
@@ -132,7 +144,7 @@ class BabiTask(Task):
                   conv: str, wall: float) -> Dict[str, Any]:
         runs = records
         per_fold = []
-        for fold in cfg.folds:
+        for fold in cfg.fold:
             mine = [r for r in runs if r["fold"] == fold]
             per_fold.append({"fold": fold,
                              "test_acc": statistics.mean(r["test_acc"]

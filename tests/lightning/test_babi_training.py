@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @needs_babi
 def test_task_4_reaches_100_percent_on_one_fold(tmp_path) -> None:
     result = train_babi(BabiTrainConfig(
-        task=4, folds=[1], question_types=[1], hidden=8, max_epochs=40,
+        task=4, fold=[1], question_types=[1], hidden=8, max_epochs=40,
         data_root=str(shared_data_root()), accelerator="cpu",
         download=False, output_dir=str(tmp_path)))
     (run, ) = result["runs"]

@@ -67,9 +67,14 @@ def test_flags_parse_into_typed_fields() -> None:
     assert cfg.gradient_clip == 0.5 and cfg.val_fraction == 0.2
     cfg, _ = parse_config(TrainConfig, ["--num-neighbors", "5", "3"], "x")
     assert cfg.num_neighbors == [5, 3]
-    cfg, _ = parse_config(BabiTrainConfig, ["--folds", "2", "9",
+    cfg, _ = parse_config(BabiTrainConfig, ["--fold", "2", "9",
                                             "--num-layers", "40"], "x")
-    assert cfg.folds == [2, 9] and cfg.num_layers == 40
+    assert cfg.fold == [2, 9] and cfg.num_layers == 40
+    # bAbI's former --folds (a list, where graph classification's is k)
+    old, _ = parse_config(BabiTrainConfig, ["--folds", "2", "9"], "x")
+    with pytest.warns(DeprecationWarning, match="now 'fold'"):
+        old.check()
+    assert old.fold == [2, 9] and old.folds is None
     assert cfg.layer_options() == {"method": "hybrid", "num_layers": 40}
 
 
@@ -109,7 +114,7 @@ def test_config_file_then_flags(tmp_path) -> None:
     (GraphTrainConfig, dict(dataset="mutag"), "'dataset' must be one of"),
     (GraphTrainConfig, dict(val_fraction=1.5), "'val_fraction' must be in"),
     (BabiTrainConfig, dict(task=5), r"'task' must be one of \(4, 15"),
-    (BabiTrainConfig, dict(folds=[11]), r"'folds' must be one of"),
+    (BabiTrainConfig, dict(fold=[11]), r"'fold' must be one of"),
     (TrainConfig, dict(precision="fp8"), "'precision' must be one of"),
     (TrainConfig, dict(gradient_clip=-1.0), "'gradient_clip' must be"),
     (TrainConfig, dict(lr=-1.0), "'lr' must be a finite number >= 0"),
