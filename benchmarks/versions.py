@@ -110,10 +110,15 @@ def side_by_side(steps: Dict[str, Step], reps: int,
     names = list(steps)
     times: Dict[str, List[float]] = {k: [] for k in names}
     work: Dict[str, List[Tuple[Any, ...]]] = {k: [] for k in names}
+    # each version draws from its own random stream (the power iterations
+    # of the Jacobian penalty draw), as if it ran alone
+    rng = {k: torch.get_rng_state() for k in names}
     for i in range(warmup + reps):
         order = names if i % 2 == 0 else names[::-1]
         for name in order:
+            torch.set_rng_state(rng[name])
             _, seconds = harness.timed(steps[name][0])
+            rng[name] = torch.get_rng_state()
             if i >= warmup:
                 times[name].append(seconds)
                 work[name].append(steps[name][1]())

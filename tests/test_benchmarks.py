@@ -183,3 +183,27 @@ def test_methods_and_solvers_side_by_side(tmp_path) -> None:
     for s in SOLVERS:
         row = rows.get(f"hybrid, solver={s}", hybrid)
         assert row["gradient_error"] < 1e-3 and row["converged"]
+
+
+def test_versions_side_by_side_of_a_commit_with_itself(tmp_path) -> None:
+    """The speed check against an earlier commit, here HEAD against the
+    committed tree: both versions load in one process and, being the same
+    code, do the same work on every step."""
+    data = shared_data_root()
+    if data is None or not (data / "TUDataset" / "MUTAG").is_dir():
+        pytest.skip("../shared/data/TUDataset/MUTAG not found")
+    if subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "pyg_rbp"],
+                      cwd=ROOT, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout, or pyg_rbp/ differs from HEAD")
+    out = tmp_path / "versions.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.versions", "--base", "HEAD",
+         "--workloads", "mutag", "--reps", "4", "--data-root", str(data),
+         "--output-json", str(out)], cwd=ROOT, capture_output=True,
+        text=True, timeout=900,
+        env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)))
+    assert run.returncode == 0, run.stderr[-3000:]
+    rec = json.loads(out.read_text())["mutag"]
+    assert rec["same_work_share"] == 1.0
+    assert rec["steps"]["base"] == rec["steps"]["this"]
+    assert rec["ratio"] > 0
