@@ -66,6 +66,72 @@ def max_carry(carry: float) -> float:
     return (1.0 + carry) / 2.0
 
 
+def _carry_gate(contractive: bool, gate: str, carry: Any,
+                aggr: Any) -> Tuple[str, float]:
+    """The contractive step's carry gate options, checked: ``(gate,
+    carry)``; the GRU step takes neither, and the contractive one only an
+    aggregation whose non-expansive form it can build."""
+    gate = check_choice("gate", gate, GATES)
+    if isinstance(carry, bool) or not isinstance(carry, (int, float)) \
+            or not 0 < carry < 1:
+        raise ValueError(f"'carry' must be a number in (0, 1) "
+                         f"(got {carry!r})")
+    if not contractive and (gate != "channel" or carry != CARRY):
+        raise ValueError(
+            f"'gate' and 'carry' set the contractive step's carry gate; "
+            f"the GRU step has its own gates (got gate={gate!r}, "
+            f"carry={carry!r} with cell='gru')")
+    if contractive and (not isinstance(aggr, str) or
+                        aggr not in NONEXPANSIVE_AGGRS):
+        raise ValueError(
+            f"'RBPGatedGraphConv' with cell='contractive' supports aggr in "
+            f"{NONEXPANSIVE_AGGRS}, whose non-expansive form it can "
+            f"build (got aggr={aggr!r}); use cell='gru' for others")
+    return gate, float(carry)
+
+
+def _gru_start(contractive: bool, state_init: str,
+               identity_gain: Any) -> Tuple[str, float]:
+    """The GRU step's initialisation options, checked: ``(state_init,
+    identity_gain)``; the contractive step takes neither."""
+    state_init = check_choice("state_init", state_init, STATE_INITS)
+    if isinstance(identity_gain, bool) or \
+            not isinstance(identity_gain, (int, float)) or \
+            not 0 < identity_gain < float("inf"):
+        raise ValueError(f"'identity_gain' must be a positive number "
+                         f"(got {identity_gain!r})")
+    if contractive and (state_init != "contractive" or
+                        identity_gain != 2.0):
+        raise ValueError(
+            f"'state_init' and 'identity_gain' set the GRU step's start; "
+            f"the contractive step has neither (got state_init="
+            f"{state_init!r}, identity_gain={identity_gain!r}): pass "
+            f"cell='gru' to use them")
+    return state_init, float(identity_gain)
+
+
+def _contraction_bound(contractive: bool,
+                       bound: Union[float, str, None]) -> Optional[float]:
+    """The GRU step's safeguard bound (``'auto'``: 0.99 for the GRU step,
+    none for the contractive one, which cannot stop contracting)."""
+    if bound == AUTO:
+        return None if contractive else CONTRACTION_BOUND
+    if bound is None:
+        return None
+    if contractive:
+        raise ValueError(
+            f"'contraction_bound' is the GRU step's safeguard; the "
+            f"contractive step is a contraction for every weight "
+            f"value (got contraction_bound={bound!r} "
+            f"with cell='contractive'): pass cell='gru', or leave "
+            f"it unset")
+    check_tol("contraction_bound", bound)
+    if not 0 < bound < 1:
+        raise ValueError(f"'contraction_bound' must be in (0, 1) "
+                         f"or None (got {bound})")
+    return bound
+
+
 class RBPGatedGraphConv(ImplicitOptions, CallCaches, MessagePassing):
     r"""The gated graph convolution of `"Gated Graph Sequence Neural Networks"
     <https://arxiv.org/abs/1511.05493>`_, run to a fixed point and trained
@@ -283,29 +349,12 @@ class RBPGatedGraphConv(ImplicitOptions, CallCaches, MessagePassing):
                  warm_start: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(aggr=aggr, **kwargs)
-        name = self.__class__.__name__
         self.out_channels = check_int("out_channels", out_channels, 1)
         self.num_layers = check_int("num_layers", num_layers, 1)
         self.num_edge_types = check_int("num_edge_types", num_edge_types, 1)
         self.cell = check_choice("cell", cell, CELLS)
         contractive = self.cell == "contractive"
-        self.gate = check_choice("gate", gate, GATES)
-        if isinstance(carry, bool) or not isinstance(carry, (int, float)) \
-                or not 0 < carry < 1:
-            raise ValueError(f"'carry' must be a number in (0, 1) "
-                             f"(got {carry!r})")
-        self.carry = float(carry)
-        if not contractive and (gate != "channel" or carry != CARRY):
-            raise ValueError(
-                f"'gate' and 'carry' set the contractive step's carry gate; "
-                f"the GRU step has its own gates (got gate={gate!r}, "
-                f"carry={carry!r} with cell='gru')")
-        if contractive and (not isinstance(aggr, str) or
-                            aggr not in NONEXPANSIVE_AGGRS):
-            raise ValueError(
-                f"'{name}' with cell='contractive' supports aggr in "
-                f"{NONEXPANSIVE_AGGRS}, whose non-expansive form it can "
-                f"build (got aggr={aggr!r}); use cell='gru' for others")
+        self.gate, self.carry = _carry_gate(contractive, gate, carry, aggr)
         # the contractive step's adjoint is solved to the forward's own
         # tol by default (SolverSettings.default_tol): a tighter one cost a
         # MUTAG batch 45 adjoint products instead of 32 and bought nothing
@@ -316,41 +365,16 @@ class RBPGatedGraphConv(ImplicitOptions, CallCaches, MessagePassing):
             default_tol=None if contractive else DEFAULT_TOL,
             hybrid_adjoint="anderson" if contractive else "neumann")
         if normalize and aggr not in ("add", "sum"):
-            raise ValueError(f"'{name}' supports "
+            raise ValueError(f"'{type(self).__name__}' supports "
                              f"normalize=True only with aggr='add' "
                              f"(got aggr={aggr!r})")
         self.normalize = bool(normalize)
-        self.state_init = check_choice("state_init", state_init, STATE_INITS)
-        if isinstance(identity_gain, bool) or \
-                not isinstance(identity_gain, (int, float)) or \
-                not 0 < identity_gain < float("inf"):
-            raise ValueError(f"'identity_gain' must be a positive number "
-                             f"(got {identity_gain!r})")
-        self.identity_gain = float(identity_gain)
-        if contractive and (state_init != "contractive" or
-                            identity_gain != 2.0):
-            raise ValueError(
-                f"'state_init' and 'identity_gain' set the GRU step's start; "
-                f"the contractive step has neither (got state_init="
-                f"{state_init!r}, identity_gain={identity_gain!r}): pass "
-                f"cell='gru' to use them")
+        self.state_init, self.identity_gain = _gru_start(
+            contractive, state_init, identity_gain)
         self.jacobian_penalty = None if jacobian_penalty is None else \
             check_choice("jacobian_penalty", jacobian_penalty, PENALTIES)
-        if contraction_bound == AUTO:
-            contraction_bound = None if contractive else CONTRACTION_BOUND
-        elif contraction_bound is not None:
-            if contractive:
-                raise ValueError(
-                    f"'contraction_bound' is the GRU step's safeguard; the "
-                    f"contractive step is a contraction for every weight "
-                    f"value (got contraction_bound={contraction_bound!r} "
-                    f"with cell='contractive'): pass cell='gru', or leave "
-                    f"it unset")
-            check_tol("contraction_bound", contraction_bound)
-            if not 0 < contraction_bound < 1:
-                raise ValueError(f"'contraction_bound' must be in (0, 1) "
-                                 f"or None (got {contraction_bound})")
-        self.contraction_bound = contraction_bound
+        self.contraction_bound = _contraction_bound(contractive,
+                                                    contraction_bound)
         self.contraction_weight = check_tol("contraction_weight",
                                             contraction_weight)
         self.stats: Optional[RBPStats] = None
@@ -360,13 +384,20 @@ class RBPGatedGraphConv(ImplicitOptions, CallCaches, MessagePassing):
                             f"{type(warm_start).__name__})")
         self.warm_start = warm_start
         self._warm = WarmStarts()
+        self._make_parameters(bias)
+        self.reset_parameters()
 
+    def _make_parameters(self, bias: bool) -> None:
+        """The step's parameters: ``weight`` (one Theta per edge type), and
+        the contractive step's ``lin``, ``gate_bias`` (and ``gate_weight``)
+        or the GRU step's ``rnn``."""
+        out_channels = self.out_channels
         num_weights = self._num_weights()
         self.weight = Parameter(torch.empty(out_channels, out_channels)
                                 if num_weights == 1 else
                                 torch.empty(num_weights, out_channels,
                                             out_channels))
-        if contractive:
+        if self.cell == "contractive":
             # reset gate and candidate input, from x: [W_r; W_c]
             self.lin = torch.nn.Linear(out_channels, 2 * out_channels,
                                        bias=bias)
@@ -378,8 +409,6 @@ class RBPGatedGraphConv(ImplicitOptions, CallCaches, MessagePassing):
         else:
             self.rnn = torch.nn.GRUCell(2 * out_channels, out_channels,
                                         bias=bias)
-
-        self.reset_parameters()
 
     def _num_weights(self) -> int:
         """One Theta per edge type, plus one for the self-loops that
