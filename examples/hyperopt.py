@@ -15,13 +15,22 @@ reported.
         --data-root ../shared/data
     python examples/hyperopt.py --method bptt tbptt fixed_point neumann \\
         --meta-steps 100 --compare --output-json hyperopt.json --plot plots/
+    python examples/hyperopt.py --method bptt tbptt neumann \\
+        --truncation 10 50 100 --seed 1 2 3 --inner-steps 1500 \\
+        --final-batch mini --compare --resume-dir runs/   # the paper's 1500
+
+Several ``--truncation`` and ``--seed`` values run every (method,
+truncation, seed) (BPTT, which has no truncation, once per seed); with
+``--resume-dir`` each run's result is kept there and read back instead of
+trained again, so an interrupted sweep continues where it stopped.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -86,11 +95,56 @@ def plot(results: Dict[str, dict], folder: Path) -> List[Path]:
                 folder / "hyperopt_hyperparameters.png")]
 
 
+def run_name(method: str, truncation: int, seed: int) -> str:
+    """The key of one run in the results (and its file in --resume-dir)."""
+    return f"{method}_s{seed}" if method == "bptt" else \
+        f"{method}_K{truncation}_s{seed}"
+
+
+def one_run(a: argparse.Namespace, p: argparse.ArgumentParser, method: str,
+            truncation: int, seed: int, images: torch.Tensor,
+            labels: torch.Tensor) -> Dict[str, Any]:
+    """Meta-train one (method, truncation, seed), or read its result from
+    ``--resume-dir`` where an earlier run finished it."""
+    name = run_name(method, truncation, seed)
+    path = None if a.resume_dir is None else \
+        Path(a.resume_dir) / (f"{name}_inner{a.inner_steps}_meta"
+                              f"{a.meta_steps}_{a.final_batch}.json")
+    if path is not None and path.is_file():
+        print(f"{name}: read from {path}", flush=True)
+        return json.loads(path.read_text())
+    cfg = HyperoptConfig(
+        method=method, truncation=truncation, meta_steps=a.meta_steps,
+        inner_steps=a.inner_steps, batch_size=a.batch_size,
+        meta_lr=a.meta_lr, seed=seed, rbp_init=a.rbp_init,
+        final_batch=a.final_batch)
+    try:
+        cfg.check()
+    except ValueError as err:
+        p.error(str(err))
+    every = max(1, a.meta_steps // 10)
+
+    def show(rec) -> None:
+        if rec.meta_step % every == 0 or rec.meta_step == a.meta_steps - 1:
+            cos = "-" if rec.cosine_bptt is None else \
+                f"{rec.cosine_bptt:.3f}"
+            print(f"{name:<22}{rec.meta_step:>10}{rec.meta_loss:>11.4f}"
+                  f"{rec.heldout_loss:>10.4f}{rec.seconds:>8.2f}"
+                  f"{rec.saved_bytes / 2**20:>10.1f}{cos:>9}", flush=True)
+    result = meta_train(cfg, images, labels, train=a.train,
+                        compare=a.compare and method != "bptt",
+                        progress=show).to_dict()
+    if path is not None:  # whole or not at all
+        write_json(path.with_suffix(".tmp"), result)
+        path.with_suffix(".tmp").replace(path)
+    return result
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--method", nargs="+", default=["neumann"],
                    choices=HYPEROPT_METHODS)
-    p.add_argument("--truncation", type=int, default=50,
+    p.add_argument("--truncation", type=int, nargs="+", default=[50],
                    help="TBPTT steps / RBP iterations / Neumann terms")
     p.add_argument("--meta-steps", type=int, default=100)
     p.add_argument("--inner-steps", type=int, default=100)
@@ -108,12 +162,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--compare", action="store_true",
                    help="also compute BPTT's hypergradient at every "
                         "meta-step and record the cosine")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=int, nargs="+", default=[1234],
+                   help="seeds (the initial weights and mini-batches)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-root", default=None,
                    help="folder holding MNIST/raw (default: "
                         "$PYG_RBP_DATA_ROOT, then the cache)")
     p.add_argument("--output-json", default=None)
+    p.add_argument("--resume-dir", default=None, metavar="DIR",
+                   help="keep each (method, truncation, seed) run's result "
+                        "here; a run whose result exists is read back")
     p.add_argument("--plot", default=None, help="folder for the figures")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -121,37 +179,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         images, labels = load_mnist(a.data_root)
     except DatasetNotFoundError as err:
         p.error(str(err))
-    results = {}
-    print(f"{'method':<12}{'meta-step':>10}{'meta loss':>11}{'held out':>10}"
+    results: Dict[str, Dict[str, Any]] = {}
+    print(f"{'run':<22}{'meta-step':>10}{'meta loss':>11}{'held out':>10}"
           f"{'s/step':>8}{'saved MiB':>10}{'cos BPTT':>9}")
-    for method in a.method:
-        cfg = HyperoptConfig(
-            method=method, truncation=a.truncation, meta_steps=a.meta_steps,
-            inner_steps=a.inner_steps, batch_size=a.batch_size,
-            meta_lr=a.meta_lr, seed=a.seed, rbp_init=a.rbp_init,
-            final_batch=a.final_batch)
-        try:
-            cfg.check()
-        except ValueError as err:
-            p.error(str(err))
-        every = max(1, a.meta_steps // 10)
-
-        def show(rec, method=method) -> None:
-            if rec.meta_step % every == 0 or rec.meta_step == a.meta_steps - 1:
-                cos = "-" if rec.cosine_bptt is None else \
-                    f"{rec.cosine_bptt:.3f}"
-                print(f"{method:<12}{rec.meta_step:>10}{rec.meta_loss:>11.4f}"
-                      f"{rec.heldout_loss:>10.4f}{rec.seconds:>8.2f}"
-                      f"{rec.saved_bytes / 2**20:>10.1f}{cos:>9}",
-                      flush=True)
-        result = meta_train(cfg, images, labels, train=a.train,
-                            compare=a.compare and method != "bptt",
-                            progress=show)
-        results[method] = result.to_dict()
+    for k in a.truncation:
+        for method in a.method:
+            for seed in a.seed:
+                name = run_name(method, k, seed)
+                if method == "bptt" and k != a.truncation[0]:
+                    continue  # BPTT has no truncation: once per seed
+                results[name] = one_run(a, p, method, k, seed, images,
+                                        labels)
     if a.output_json:
         write_json(a.output_json, {"args": vars(a), "results": results})
-    if a.plot:
-        for path in plot(results, Path(a.plot)):
+    if a.plot:  # the first truncation and seed of each method
+        first = {}
+        for r in results.values():
+            first.setdefault(r["config"]["method"], r)
+        for path in plot(first, Path(a.plot)):
             print(f"wrote {path}")
     return 0
 

@@ -125,11 +125,31 @@ def test_example_writes_json_and_plots(tmp_path) -> None:
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())["results"]
-    assert set(result) == {"bptt", "neumann"}
-    assert len(result["neumann"]["records"]) == 2
-    assert result["neumann"]["records"][0]["cosine_bptt"] is not None
+    assert set(result) == {"bptt_s1234", "neumann_K2_s1234"}
+    assert len(result["neumann_K2_s1234"]["records"]) == 2
+    assert result["neumann_K2_s1234"]["records"][0]["cosine_bptt"] is not None
     for name in ("hyperopt_losses.png", "hyperopt_hyperparameters.png"):
         assert (tmp_path / "img" / name).read_bytes()[:4] == b"\x89PNG"
+    # several truncations and seeds, resumable: BPTT once per seed; a second
+    # run reads every result back instead of training
+    args = [sys.executable, str(ROOT / "examples" / "hyperopt.py"),
+            "--method", "bptt", "neumann", "--truncation", "1", "2",
+            "--seed", "1", "2", "--meta-steps", "1", "--inner-steps", "3",
+            "--train", "400", "--batch-size", "100",
+            "--data-root", str(shared_data_root()),
+            "--resume-dir", str(tmp_path / "runs"),
+            "--output-json", str(out)]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    runs = json.loads(out.read_text())["results"]
+    assert set(runs) == {"bptt_s1", "bptt_s2", "neumann_K1_s1",
+                         "neumann_K1_s2", "neumann_K2_s1", "neumann_K2_s2"}
+    assert runs["neumann_K2_s2"]["config"]["truncation"] == 2
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 6
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("read from") == 6
+    assert json.loads(out.read_text())["results"] == runs
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "hyperopt.py"),
          "--data-root", str(tmp_path / "nowhere")],
