@@ -176,7 +176,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "--seed", str(a.seed), "--pyg-layers", str(a.pyg_layers),
                     "--threads", str(a.threads),
                     *(["--hidden", str(a.hidden)] if a.hidden else []),
-                    "--data-root", a.data_root, "--results", a.results,
+                    *(["--data-root", a.data_root] if a.data_root else []),
+                    "--results", a.results,
                     "--fold", *map(str, a.fold)], a.threads)
     print(table(a.tasks, Path(a.results)))
     print()

@@ -4,9 +4,10 @@ results go, the timing of one call, and its worker processes.
 The benchmarks are a package; run each from the repository root as
 ``python -m benchmarks.NAME [options]`` (``--help`` lists the options).
 
-* **Options** (:func:`parser`): ``--threads``, ``--data-root`` (``../shared/
-  data`` beside the checkout unless ``$PYG_RBP_DATA_ROOT`` says) and the
-  script's output, a JSON file or a results folder.
+* **Options** (:func:`parser`): ``--threads``, ``--data-root`` (default:
+  ``$PYG_RBP_DATA_ROOT``, else ``../shared/data`` beside the checkout where
+  it exists, else the library's cache folder) and the script's output, a
+  JSON file or a results folder.
 * **Where results go**: a new run writes under ``outputs/benchmarks/``
   (untracked) unless its options name another place; the committed results
   the docs quote are in ``benchmarks/results/`` and are rewritten only when
@@ -41,9 +42,18 @@ ROOT = Path(__file__).resolve().parents[1]
 STORED = ROOT / "benchmarks" / "results"
 #: Where new runs write unless told otherwise (ignored by git).
 RUNS = ROOT / "outputs" / "benchmarks"
-#: ``../shared/data`` beside the checkout, unless $PYG_RBP_DATA_ROOT says.
-DEFAULT_DATA_ROOT = os.environ.get(
-    "PYG_RBP_DATA_ROOT", str(ROOT.parent / "shared" / "data"))
+def _default_data_root() -> Optional[str]:
+    """$PYG_RBP_DATA_ROOT, else ``../shared/data`` beside the checkout where
+    it exists, else ``None``: the library's own rule (its cache folder;
+    :func:`pyg_rbp.data.resolve_data_root`)."""
+    if os.environ.get("PYG_RBP_DATA_ROOT"):
+        return os.environ["PYG_RBP_DATA_ROOT"]
+    shared = ROOT.parent / "shared" / "data"
+    return str(shared) if shared.is_dir() else None
+
+
+#: Where the benchmarks read datasets unless ``--data-root`` says.
+DEFAULT_DATA_ROOT = _default_data_root()
 
 
 def parser(doc: str, *, threads: int = 1, output: Optional[str] = "json",

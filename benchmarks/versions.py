@@ -24,6 +24,7 @@ rounding may move a step count later on).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import statistics
 import subprocess
@@ -50,8 +51,14 @@ def extract(rev: str, into: Path) -> ModuleType:
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into), "--transform",
                     "s/^pyg_rbp/pyg_rbp_base/"], input=archive, check=True)
-    sys.path.insert(0, str(into))  # the extracted copy, nothing of ours
-    return importlib.import_module("pyg_rbp_base")
+    package = into / "pyg_rbp_base"
+    spec = importlib.util.spec_from_file_location(
+        "pyg_rbp_base", package / "__init__.py",
+        submodule_search_locations=[str(package)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pyg_rbp_base"] = module  # its relative imports find it
+    spec.loader.exec_module(module)
+    return module
 
 
 def _gru(package: ModuleType) -> Dict[str, Any]:

@@ -22,7 +22,7 @@ def test_new_runs_go_to_an_untracked_folder() -> None:
     assert "/outputs/" in (ROOT / ".gitignore").read_text().split()
     a = harness.parser("doc").parse_args([])
     assert a.output_json is None  # only printed unless a file is named
-    assert Path(a.data_root) == Path(harness.DEFAULT_DATA_ROOT)
+    assert a.data_root == harness.DEFAULT_DATA_ROOT
     assert not hasattr(harness.parser("doc", data=False).parse_args([]),
                        "data_root")
 
