@@ -133,8 +133,12 @@ def trial(patterns: torch.Tensor, method: str, truncation: int, seed: int,
     if path.is_file():
         return json.loads(path.read_text())
     record = train_once(patterns, method, truncation, seed, args)
+    kept = dict(record)  # the images only for seed 0 (the plot's), rounded
+    for key in ("retrieved", "noisy"):
+        kept[key] = [[round(v, 3) for v in row] for row in record[key]] \
+            if seed == 0 else None
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
+    tmp.write_text(json.dumps(kept))
     tmp.replace(path)  # whole or not at all
     return record
 
@@ -148,7 +152,8 @@ def plot(records: List[Dict], patterns: torch.Tensor, size: int,
     for r in records:
         if r["method"] not in methods:
             methods.append(r["method"])
-    first = {m: next(r for r in records if r["method"] == m)
+    first = {m: next(r for r in records
+                     if r["method"] == m and r.get("retrieved"))
              for m in methods}
     cols = 1 + len(methods)
     fig, axes = plt.subplots(10, cols, figsize=(1.1 * cols, 11))

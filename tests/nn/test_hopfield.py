@@ -172,13 +172,21 @@ def test_hopfield_example_resumes_per_trial(tmp_path) -> None:
     assert [p.name for p in records] == [
         "fixed_point_uniform_K10_s0_size10_h100.json",
         "fixed_point_uniform_K10_s1_size10_h100.json"]
-    assert json.loads(records[0].read_text())["rbp_init"] == "uniform"
+    kept = [json.loads(p.read_text()) for p in records]
+    assert kept[0]["rbp_init"] == "uniform"
+    # the images only for seed 0 (the plot's), rounded: records stay small
+    assert len(kept[0]["retrieved"]) == 10 and kept[1]["retrieved"] is None
+    assert all(v == round(v, 3) for v in kept[0]["retrieved"][0])
     records[1].unlink()  # as if interrupted during the second trial
     stamp = records[0].stat().st_mtime_ns
-    again = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
+    again = subprocess.run(argv + ["--plot", str(tmp_path / "img")],
+                           cwd=ROOT, capture_output=True, text=True,
                            timeout=300)
     assert again.returncode == 0, again.stderr
+    assert (tmp_path / "img" / "hopfield_retrieval.png").is_file()
     assert records[0].stat().st_mtime_ns == stamp  # read, not retrained
     assert records[1].is_file()
     # the table lines agree: the same trials
-    assert first.stdout.splitlines()[-3:-1] == again.stdout.splitlines()[-3:-1]
+    def rows(out: str) -> list:
+        return [line for line in out.splitlines() if line.startswith("| RBP")]
+    assert rows(first.stdout) == rows(again.stdout) and rows(first.stdout)
