@@ -10,8 +10,7 @@ import torch
 from pyg_rbp import (CG, Anderson, HopfieldConv, Neumann,
                      RBPGatedGraphConv)
 from pyg_rbp.implicit import FixedPointIteration, Hybrid
-from pyg_rbp.nn import IGNNConv
-from pyg_rbp.nn._options import SolverSettings
+from pyg_rbp.nn import IGNNConv, SolverSettings
 from tests.conftest import random_graph
 
 
