@@ -205,9 +205,7 @@ def plot(out_dir: str) -> None:
     ax.set_xlabel("chain length L")
     ax.set_ylabel("autograd-saved MiB")
     ax.legend()
-    fig.tight_layout()
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    fig.savefig(Path(out_dir) / "chains.png", dpi=120)
+    harness.save_figure(fig, out_dir, "chains.png")
 
 
 def main() -> int:

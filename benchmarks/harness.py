@@ -152,6 +152,16 @@ def worker(module: str, args: List[str], threads: int, *,
                         PYTHONWARNINGS="ignore"))
 
 
+def save_figure(fig: Any, out_dir: str, name: str, dpi: int = 120) -> Path:
+    """Lay ``fig`` out and write it as ``<out_dir>/<name>`` (the folder made
+    as needed); returns the path."""
+    fig.tight_layout()
+    path = Path(out_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
 def example(name: str) -> ModuleType:
     """The module of ``examples/<name>.py`` (the examples are scripts, not a
     package; a benchmark that measures an example's model loads it so)."""

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
+from benchmarks import harness
+
 
 def plot(records: List[Dict], out: str) -> List[Path]:
     import matplotlib
@@ -44,10 +46,8 @@ def plot(records: List[Dict], out: str) -> List[Path]:
         ax_t.set(xlabel="forward steps T", ylabel="seconds",
                  title=f"{graph}: time of a training step ({device})")
         ax_t.legend(fontsize=8)
-        fig.tight_layout()
-        path = Path(f"{out}_{graph}.png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=90)
+        path = harness.save_figure(fig, str(Path(out).parent),
+                                   f"{Path(out).name}_{graph}.png", dpi=90)
         plt.close(fig)
         written.append(path)
     return written

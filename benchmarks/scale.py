@@ -193,9 +193,7 @@ def plot(records: List[Dict], out_dir: str) -> None:
     ax.set_ylabel("peak memory of one training step (MiB)")
     ax.set_title("hidden 64, T = 100, K = 20")
     ax.legend()
-    fig.tight_layout()
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    fig.savefig(Path(out_dir) / "scale_memory.png", dpi=120)
+    harness.save_figure(fig, out_dir, "scale_memory.png")
 
 
 def main() -> int:
