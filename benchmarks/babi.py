@@ -58,7 +58,7 @@ def run_one(task: int, contender: str, a: argparse.Namespace) -> None:
     """Train one (task, contender) over the folds, in this process."""
     from pyg_rbp.lightning import BabiTrainConfig, train_babi
     from pyg_rbp.models import pyg_gated_factory
-    harness.start(a)
+    harness.start(a.threads)
     spec = dict(TASKS[task])
     if a.hidden is not None:
         spec["hidden"] = a.hidden

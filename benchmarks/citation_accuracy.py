@@ -21,7 +21,6 @@ with a note, when its files are missing.
 """
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import warnings
@@ -78,7 +77,8 @@ def summarise(records: List[Dict]) -> str:
 
 
 def main() -> int:
-    p = harness.parser(__doc__, threads=2, output=None)
+    p = harness.parser(__doc__, threads=2, output="records",
+                       name="citation_accuracy")
     p.add_argument("--datasets", nargs="+", default=list(PLANETOID),
                    choices=PLANETOID)
     p.add_argument("--methods", nargs="*", default=list(METHODS),
@@ -114,19 +114,13 @@ def main() -> int:
                    help="clip the gradient norm (0: no clip)")
     p.add_argument("--accelerator", default="auto",
                    help="cpu, gpu or auto (Lightning's)")
-    p.add_argument("--output-json",
-                   default=str(harness.RUNS / "citation_accuracy.json"),
-                   help="the runs' records (those already there are reused)")
-    p.add_argument("--rerun", action="store_true",
-                   help="run again the runs already in --output-json")
     p.add_argument("--output-dir", default="outputs/benchmark")
     a = p.parse_args()
-    harness.start(a)
+    harness.start(a.threads)
     warnings.simplefilter("ignore", ConvergenceWarning)
     out = Path(a.output_json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    records: List[Dict] = json.loads(out.read_text()) \
-        if harness.reuse(out, a.rerun) else []
+    records: List[Dict] = harness.stored_records(out, a.rerun)
     done = {(r["dataset"], r["method"], r["seed"], r.get("features"))
             for r in records}
     cell = a.cell or "contractive"

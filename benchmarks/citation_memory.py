@@ -19,7 +19,7 @@ def main() -> None:
     p = harness.parser(__doc__)
     p.add_argument("--datasets", nargs="+", default=["Cora", "CiteSeer"])
     a = p.parse_args()
-    harness.start(a)
+    harness.start(a.threads)
     out = []
     for name in a.datasets:
         data = load_node_dataset(name, a.data_root, download=False)

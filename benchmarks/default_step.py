@@ -155,7 +155,7 @@ def main() -> int:
     p.add_argument("--mutag-reps", type=int, default=60,
                    help="measured steps per default (mutag: 10 epochs)")
     a = p.parse_args()
-    harness.start(a)
+    harness.start(a.threads)
     results: Dict[str, Any] = {"threads": a.threads}
     if "pubmed" in a.workloads:
         results["pubmed"] = measure(pubmed_steps(a.threads), a.reps, 2)

@@ -27,7 +27,7 @@ def main() -> int:
     p.add_argument("--max-iter", type=int, default=2000)
     p.add_argument("--scales", nargs="+", type=float, default=[1, 2, 3, 4])
     a = p.parse_args()
-    harness.start(a)
+    harness.start(a.threads)
     edge_index, n, _ = load_graph("Cora", a.data_root)
     x = torch.randn(n, 64, generator=torch.Generator().manual_seed(0))
     records = []

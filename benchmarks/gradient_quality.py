@@ -109,7 +109,7 @@ def main(argv: List[str] = None) -> int:
     p.add_argument("--contraction-bound", type=float, default=0.99,
                    help="the layer's safeguard (0: off)")
     a = p.parse_args(argv)
-    harness.start(a)
+    harness.start(a.threads)
     warnings.simplefilter("ignore", ConvergenceWarning)
     quickstart = harness.example("quickstart")
     Net, make_data = quickstart.Net, quickstart.make_data

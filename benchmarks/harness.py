@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -67,7 +68,10 @@ def parser(doc: str, *, threads: int = 1, output: Optional[str] = "json",
         output: ``"json"``: ``--output-json`` (default none: only print);
             ``"results"``: ``--results FOLDER`` (default
             ``outputs/benchmarks/<name>``) and ``--rerun`` for sweeps that
-            keep one file per part; ``None``: neither.
+            keep one file per part; ``"records"``: ``--output-json``
+            (default ``outputs/benchmarks/<name>.json``) and ``--rerun`` for
+            sweeps that keep their parts as records of one file
+            (:func:`stored_records`); ``None``: neither.
         name: The script's name (the default results folder).
         data: Whether it reads datasets (``--data-root``).
     """
@@ -87,18 +91,23 @@ def parser(doc: str, *, threads: int = 1, output: Optional[str] = "json",
         p.add_argument("--results", default=str(RUNS / name),
                        help="folder of the result files; the committed ones "
                             "are in benchmarks/results/")
+    elif output == "records":
+        p.add_argument("--output-json", default=str(RUNS / f"{name}.json"),
+                       help="the parts' records (those already there are "
+                            "reused); the committed ones are in "
+                            "benchmarks/results/")
+    if output in ("results", "records"):
         p.add_argument("--rerun", action="store_true",
                        help="run the parts whose result is already there "
                             "again instead of reusing it")
     return p
 
 
-def start(a: argparse.Namespace) -> None:
-    """Set the process up as the options say: ``a.threads`` torch threads,
-    denormal floats flushed, warnings quiet (the scripts report what they
-    measure)."""
+def start(threads: int) -> None:
+    """Set the process up: ``threads`` torch threads, denormal floats
+    flushed, warnings quiet (the scripts report what they measure)."""
     warnings.simplefilter("ignore")
-    torch.set_num_threads(a.threads)
+    torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
 
 
@@ -110,6 +119,12 @@ def reuse(path: Path, rerun: bool = False) -> bool:
     print(f"reusing the stored result {shown(path)} (--rerun runs it again)",
           flush=True)
     return True
+
+
+def stored_records(path: Path, rerun: bool = False) -> List[Any]:
+    """The records a sweep kept in ``path`` (reused, with :func:`reuse`'s
+    message), or none where it has none or ``rerun`` is set."""
+    return json.loads(Path(path).read_text()) if reuse(path, rerun) else []
 
 
 def shown(path: Path) -> str:

@@ -36,7 +36,7 @@ def main() -> int:
     p.add_argument("--backward-steps", type=int, default=20)
     p.add_argument("--reps", type=int, default=5)
     a = p.parse_args()
-    harness.start(a)
+    harness.start(a.threads)
     device = torch.device(a.device)
     gen = torch.Generator().manual_seed(0)
     n = a.nodes

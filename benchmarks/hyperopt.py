@@ -94,7 +94,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=1234)
     a = p.parse_args(argv)
-    harness.start(a)
+    harness.start(a.threads)
     results = measure(a)
     write_json(a.output_json or harness.RUNS / "hyperopt_cost.json",
                {"args": vars(a), "results": results})

@@ -106,7 +106,7 @@ def main() -> int:
                    choices=("cora", "pubmed"))
     p.add_argument("--reps", type=int, default=3)
     a = p.parse_args()
-    harness.start(a)
+    harness.start(a.threads)
     results: Dict[str, Any] = {"threads": a.threads, "reps": a.reps}
     for name in a.workloads:
         x, edge_index = workload(name, a.data_root)

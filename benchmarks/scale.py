@@ -48,7 +48,7 @@ def _rss_peak() -> int:
 
 def measure(cfg: Dict) -> Dict:
     """One training step of one contender on ``random:N``."""
-    harness.start(argparse.Namespace(threads=cfg["threads"]))
+    harness.start(cfg["threads"])
     from torch_geometric.nn import GatedGraphConv
 
     from pyg_rbp import RBPGatedGraphConv
@@ -197,7 +197,8 @@ def plot(records: List[Dict], out_dir: str) -> None:
 
 
 def main() -> int:
-    p = harness.parser(__doc__, threads=2, output=None, data=False)
+    p = harness.parser(__doc__, threads=2, output="records", name="scale",
+                       data=False)
     p.add_argument("--contenders", nargs="+", default=list(CONTENDERS),
                    choices=CONTENDERS)
     p.add_argument("--sizes", type=int, nargs="+", default=None,
@@ -210,11 +211,6 @@ def main() -> int:
     p.add_argument("--backward-steps", type=int, default=20)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available()
                    else "cpu")
-    p.add_argument("--output-json", default=str(harness.RUNS / "scale.json"),
-                   help="the steps' records (those already there are "
-                        "reused)")
-    p.add_argument("--rerun", action="store_true",
-                   help="run again the steps already in --output-json")
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--plot", default=None, metavar="DIR")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -223,8 +219,8 @@ def main() -> int:
         print(json.dumps(measure(json.loads(a.worker))))
         return 0
     out = Path(a.output_json)
-    records: List[Dict] = json.loads(out.read_text()) \
-        if harness.reuse(out, a.rerun and not a.table_only) else []
+    records: List[Dict] = harness.stored_records(
+        out, a.rerun and not a.table_only)
     if not a.table_only:
         for name in a.contenders:
             sizes = a.sizes or []

@@ -41,7 +41,7 @@ def main() -> int:
     p.add_argument("--pyg-layers", type=int, default=8)
     p.add_argument("--profile", action="store_true")
     a = p.parse_args()
-    harness.start(a)
+    harness.start(a.threads)
     ds = load_tu_dataset(a.dataset, a.data_root, download=False)
     cfg = GraphTrainConfig(dataset=a.dataset)
     torch.manual_seed(0)

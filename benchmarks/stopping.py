@@ -41,7 +41,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
     a = p.parse_args()
-    harness.start(a)
+    harness.start(a.threads)
     ds = load_tu_dataset(a.dataset, a.data_root, download=False)
     torch.manual_seed(0)
     loader = DataLoader(ds, batch_size=a.batch_size, shuffle=True)

@@ -110,7 +110,7 @@ def main() -> None:
     p = harness.parser(__doc__, threads=2, data=False)
     p.add_argument("--reps", type=int, default=40)
     a = p.parse_args()
-    harness.start(a)
+    harness.start(a.threads)
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
     cases = [
         # a MUTAG mini-batch: 32 graphs of ~18 atoms, ~40 directed bonds each

@@ -149,7 +149,7 @@ def main() -> int:
                    help="measured steps per version (default: pubmed 12, "
                         "mutag 120)")
     a = p.parse_args()
-    harness.start(a)
+    harness.start(a.threads)
     import pyg_rbp
     out: Dict[str, Any] = {"base": a.base, "threads": a.threads}
     with tempfile.TemporaryDirectory() as tmp:

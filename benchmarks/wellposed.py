@@ -107,7 +107,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=50)
     a = p.parse_args()
-    harness.start(a)
+    harness.start(a.threads)
     warnings.simplefilter("ignore", ConvergenceWarning)
     results: Dict[str, List[Dict[str, Any]]] = {}
     for name in a.families:

@@ -36,6 +36,13 @@ def test_a_stored_result_is_reused_only_with_a_message(tmp_path,
     assert harness.reuse(path)
     assert f"reusing the stored result {path}" in capsys.readouterr().out
     assert not harness.reuse(path, rerun=True)
+    path.write_text('[{"seed": 0}]')
+    assert harness.stored_records(path) == [{"seed": 0}]
+    assert harness.stored_records(path, rerun=True) == []
+    assert harness.stored_records(tmp_path / "none.json") == []
+    a = harness.parser("doc", output="records", name="scale").parse_args([])
+    assert Path(a.output_json) == ROOT / "outputs" / "benchmarks" / \
+        "scale.json" and not a.rerun
     assert harness.shown(ROOT / "benchmarks" / "results" / "x.json") == \
         "benchmarks/results/x.json"
 

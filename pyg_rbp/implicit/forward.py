@@ -177,11 +177,9 @@ def _read_block(pending: List[Tensor], done: Tensor, graph_steps: Tensor,
 def _advance(h: Tensor, fh: Tensor, nxt: Tensor, res: Tensor, done: Tensor,
              batch: Optional[Tensor], mixer_used: bool, every: int,
              tol: float) -> Tuple[Tensor, Tensor]:
-    """The next state and the newly converged graphs: a graph below
-    ``tol`` takes :math:`F(h)` once more (not the mixer's step) and then
-    stops changing; without ``tol`` every row takes ``nxt``."""
-    if tol <= 0:
-        return nxt, torch.zeros_like(done)
+    """With ``tol > 0``: the next state and the newly converged graphs; a
+    graph below ``tol`` takes :math:`F(h)` once more (not the mixer's step)
+    and then stops changing."""
     newly = ~done & (res <= tol)
     if batch is None and every == 1:
         return (fh if bool(newly[0]) else nxt), newly
@@ -278,12 +276,14 @@ def iterate(f: Callable[[Tensor], Tensor], h: Tensor, max_steps: int,
                 nxt = mixer(h, fh)
         else:
             nxt = fh
-        h, newly = _advance(h, fh, nxt, res, done, batch, mixer is not None,
-                            every, tol)
         if tol > 0:
+            h, newly = _advance(h, fh, nxt, res, done, batch,
+                                mixer is not None, every, tol)
             graph_steps = torch.where(
                 newly, torch.full_like(graph_steps, steps), graph_steps)
             done = done | newly
+        else:
+            h = nxt
         if every == 1:
             if tol > 0 and bool(done.all()):
                 break

@@ -10,9 +10,7 @@ from .._checks import check_choice, check_tol
 from ..implicit import (METHODS, REGISTRY, ConvergenceMonitor,
                         ForwardSolver, GradientMethod, Hybrid, MethodLike,
                         SolverLike, resolve_method, resolve_solver)
-
-#: ``backward_tol`` where neither the call nor the layer gives one.
-ADJOINT_TOL = 1e-6
+from ..implicit.methods import DEFAULT_STEPS, DEFAULT_TOL
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class SolverSettings:
             (``None``: ``default_tol``); must be ``None`` with a value.
         default_steps: The layer's ``backward_steps`` default.
         default_tol: The layer's ``backward_tol`` default; ``None``: the
-            forward's ``tol`` (:data:`ADJOINT_TOL` where ``tol`` is 0). The
+            forward's ``tol`` (``DEFAULT_TOL``, 1e-6, where ``tol`` is 0). The
             fixed point is known to relative residual ``tol``, which bounds
             the implicit gradient's accuracy to about
             :math:`\mathrm{tol} / (1 - L)`; an adjoint solved to the same
@@ -53,8 +51,8 @@ class SolverSettings:
     solver: SolverLike = "fixed_point"
     backward_steps: Optional[int] = None
     backward_tol: Optional[float] = None
-    default_steps: int = 20
-    default_tol: Optional[float] = ADJOINT_TOL
+    default_steps: int = DEFAULT_STEPS
+    default_tol: Optional[float] = DEFAULT_TOL
     hybrid_adjoint: str = "neumann"
     #: The gradient method the options resolve to.
     gradient: GradientMethod = field(init=False, repr=False, compare=False)
@@ -97,7 +95,7 @@ class SolverSettings:
             return self.backward_tol
         if self.default_tol is not None:
             return self.default_tol
-        return self.tol if self.tol > 0 else ADJOINT_TOL
+        return self.tol if self.tol > 0 else DEFAULT_TOL
 
     def replace(self, **changes: Any) -> "SolverSettings":
         """These settings with ``changes`` (option names as in the
