@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from pyg_rbp.utils import write_json
+from pyg_rbp.utils.cli import Table, number, share
 
 from benchmarks import harness
 
@@ -88,9 +89,7 @@ def compact(path: Path) -> None:
 
 
 def table(tasks: List[int], results: Path = RESULTS) -> str:
-    lines = ["| task | examples | " + " | ".join(CONTENDERS) +
-             " | GGNN paper |",
-             "|---|---|" + "---|" * len(CONTENDERS) + "---|"]
+    out = Table("task", "examples", *CONTENDERS, "GGNN paper")
     for task in tasks:
         cells = []
         for c in CONTENDERS:
@@ -103,39 +102,29 @@ def table(tasks: List[int], results: Path = RESULTS) -> str:
             note = "" if folds == 10 else f" ({folds} folds)"
             cells.append(f"{100 * r['test_acc']:.1f} ± "
                          f"{100 * r['test_acc_std']:.1f}{note}")
-        lines.append(f"| {task} | {TASKS[task]['train_examples']} | " +
-                     " | ".join(cells) + f" | {PAPER[task]} |")
-    return "\n".join(lines)
-
-
-def share(value: Optional[float]) -> str:
-    """A share of training calls, in % ('-' where it was not recorded)."""
-    return "-" if value is None else f"{100 * value:.0f} %"
+        out.add(task, TASKS[task]["train_examples"], *cells, PAPER[task])
+    return str(out)
 
 
 def steps_table(tasks: List[int], results: Path = RESULTS) -> str:
-    lines = ["| task | contender | forward steps / call | backward steps / "
-             "call | backward residual | forward converged | adjoint met "
-             "tol | unrolled | val acc, last epoch | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    out = Table("task", "contender", "forward steps / call",
+                "backward steps / call", "backward residual",
+                "forward converged", "adjoint met tol", "unrolled",
+                "val acc, last epoch", "wall s")
     for task in tasks:
         for c in CONTENDERS:
             path = results / f"{task}_{c}.json"
             if not path.exists():
                 continue
             r = json.loads(path.read_text())
-
-            def fmt(v: Optional[float], spec: str = ".1f") -> str:
-                return "-" if v is None else format(v, spec)
-            lines.append(f"| {task} | {c} | {fmt(r['forward_steps'])} | "
-                         f"{fmt(r['backward_steps'])} | "
-                         f"{fmt(r['backward_residual'], '.2g')} | "
-                         f"{share(r.get('forward_converged'))} | "
-                         f"{share(r.get('adjoint_solved'))} | "
-                         f"{share(r.get('unrolled'))} | "
-                         f"{100 * r['final_val_acc']:.1f} | "
-                         f"{r['wall_s']:.0f} |")
-    return "\n".join(lines)
+            shares = (share(r.get(k)) for k in ("forward_converged",
+                                                "adjoint_solved", "unrolled"))
+            out.add(task, c, number(r["forward_steps"]),
+                    number(r["backward_steps"]),
+                    number(r["backward_residual"], ".2g"), *shares,
+                    number(r["final_val_acc"], scale=100),
+                    number(r["wall_s"], ".0f"))
+    return str(out)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

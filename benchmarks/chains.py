@@ -24,7 +24,7 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from pyg_rbp.utils import write_json
 
@@ -170,41 +170,30 @@ def tables() -> str:
 
 
 def plot(out_dir: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     runs = _load_all()
     keys = [k for k in runs if not k.startswith("k_")]
     classes = sorted({int(k.split("_")[0][1:]) for k in keys})
-    fig, axes = plt.subplots(1, len(classes) + 1,
-                             figsize=(4.5 * (len(classes) + 1), 4))
+    fig, axes = harness.subplots(1, len(classes) + 1,
+                                 figsize=(4.5 * (len(classes) + 1), 4))
+
+    def points(c: int, value: Callable[[Dict], float]
+               ) -> Dict[str, List[Tuple[float, float]]]:
+        """contender -> (L, value) of its runs with c classes."""
+        return {name: [(int(k.split("_")[1][1:]), value(r))
+                       for k, r in runs.items()
+                       if k.startswith(f"c{c}_") and
+                       k.endswith(f"_{name}") and not r.get("failed")]
+                for name in CONTENDERS}
     for ax, c in zip(axes, classes):
-        for name in CONTENDERS:
-            pts = sorted((int(k.split("_")[1][1:]), r["test_acc"])
-                         for k, r in runs.items()
-                         if k.startswith(f"c{c}_") and k.endswith(
-                             f"_{name}") and not r.get("failed"))
-            if pts:
-                ax.semilogx(*zip(*pts), marker="o", label=name,
-                            color=f"C{list(CONTENDERS).index(name)}")
-        ax.set_title(f"{c} classes")
-        ax.set_xlabel("chain length L")
-        ax.set_ylabel("test accuracy")
-        ax.set_ylim(0, 1.05)
-        ax.legend()
-    ax = axes[-1]
-    for name in CONTENDERS:
-        pts = sorted((int(k.split("_")[1][1:]), r["saved_bytes"] / 2**20)
-                     for k, r in runs.items()
-                     if k.startswith("c2_") and k.endswith(f"_{name}")
-                     and not r.get("failed"))
-        if pts:
-            ax.loglog(*zip(*pts), marker="o", label=name,
-                      color=f"C{list(CONTENDERS).index(name)}")
-    ax.set_title("memory of one training step (2 classes)")
-    ax.set_xlabel("chain length L")
-    ax.set_ylabel("autograd-saved MiB")
-    ax.legend()
+        harness.draw_curves(ax, points(c, lambda r: r["test_acc"]),
+                            xscale="log", ylim=(0, 1.05),
+                            title=f"{c} classes", xlabel="chain length L",
+                            ylabel="test accuracy")
+    harness.draw_curves(axes[-1],
+                        points(2, lambda r: r["saved_bytes"] / 2**20),
+                        xscale="log", yscale="log",
+                        title="memory of one training step (2 classes)",
+                        xlabel="chain length L", ylabel="autograd-saved MiB")
     harness.save_figure(fig, out_dir, "chains.png")
 
 

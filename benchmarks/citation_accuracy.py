@@ -25,13 +25,14 @@ import statistics
 import sys
 import warnings
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from pyg_rbp import METHODS, ConvergenceWarning
 from pyg_rbp.data import PLANETOID, DatasetNotFoundError, load_node_dataset
 from pyg_rbp.lightning import TrainConfig, train_node_classifier
 from pyg_rbp.nn.gated_graph_conv import CELLS
 from pyg_rbp.utils import write_json
+from pyg_rbp.utils.cli import Table, number, share
 
 from benchmarks import harness
 from benchmarks.baselines import CITATION_BASELINES, train_citation_baseline
@@ -42,38 +43,34 @@ ORDER = tuple(METHODS) + tuple(CITATION_BASELINES)
 
 def summarise(records: List[Dict]) -> str:
     """Markdown table: one row per (dataset, method)."""
-    lines = ["| dataset | method | test acc (mean ± std) | min | best val acc "
-             "| runs | fwd converged | unrolled | saved MiB / step (peak) | "
-             "s / run | mean fwd steps |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    table = Table("dataset", "method", "test acc (mean ± std)", "min",
+                  "best val acc", "runs", "fwd converged", "unrolled",
+                  "saved MiB / step (peak)", "s / run", "mean fwd steps")
     keys = sorted({(r["dataset"], r["method"], r.get("cell", "-"),
                     r.get("features", "normalized")) for r in records},
                   key=lambda k: (PLANETOID.index(k[0]), k[2],
                                  ORDER.index(k[1]), k[3]))
 
-    def mean(rs: List[Dict], key: str, scale: float = 1.0) -> str:
+    def mean(rs: List[Dict], key: str) -> Optional[float]:
         values = [r[key] for r in rs if r.get(key) is not None]
-        return f"{scale * statistics.mean(values):.{0 if scale > 1 else 1}f}" \
-            if values else "-"
+        return statistics.mean(values) if values else None
     for dataset, method, cell, features in keys:
         rs = [r for r in records if r["dataset"] == dataset and
               r["method"] == method and r.get("cell", "-") == cell and
               r.get("features", "normalized") == features]
         acc = [100 * r["test_acc"] for r in rs]
-        val = [100 * r["val_acc"] for r in rs]
         std = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        saved = "-" if "peak_saved_bytes" not in rs[0] else \
-            f"{max(r['peak_saved_bytes'] for r in rs) / 2**20:.1f}"
+        saved = None if "peak_saved_bytes" not in rs[0] else \
+            max(r["peak_saved_bytes"] for r in rs) / 2**20
         name = method if cell == "-" else f"{method} ({cell})"
-        name += f", {features} features"
-        lines.append(
-            f"| {dataset} | {name} | {statistics.mean(acc):.1f} ± {std:.1f} "
-            f"| {min(acc):.1f} | {statistics.mean(val):.1f} | {len(rs)} | "
-            f"{mean(rs, 'forward_converged', 100)} % | "
-            f"{mean(rs, 'unrolled', 100)} % | {saved} | "
-            f"{statistics.mean(r['wall_s'] for r in rs):.0f} | "
-            f"{mean(rs, 'mean_forward_steps')} |")
-    return "\n".join(lines)
+        table.add(dataset, f"{name}, {features} features",
+                  f"{statistics.mean(acc):.1f} ± {std:.1f}",
+                  f"{min(acc):.1f}", number(mean(rs, "val_acc"), scale=100),
+                  len(rs), share(mean(rs, "forward_converged")),
+                  share(mean(rs, "unrolled")), number(saved),
+                  number(mean(rs, "wall_s"), ".0f"),
+                  number(mean(rs, "mean_forward_steps")))
+    return str(table)
 
 
 def main() -> int:

@@ -30,7 +30,8 @@ from typing import Any, Callable, Dict, List
 import torch
 
 from pyg_rbp import RBPGatedGraphConv
-from pyg_rbp.utils import SavedTensorMeter, write_json
+from pyg_rbp.utils import SavedTensorMeter
+from pyg_rbp.utils.cli import Table
 
 from benchmarks import harness
 
@@ -162,17 +163,16 @@ def main() -> int:
     if "mutag" in a.workloads:
         results["mutag"] = measure(mutag_steps(a.data_root), a.mutag_reps,
                                    12)
+    table = Table("workload", "default", "ms / step", "forward steps",
+                  "backward steps (methods)", "saved MiB")
     for workload in a.workloads:
-        print(f"{workload}:")
         for name, r in results[workload].items():
-            print(f"  {name:20} {r['median_ms']:9.1f} ms  forward "
-                  f"{r['mean_forward_steps']:6.1f}  backward "
-                  f"{r['mean_backward_steps']:6.1f} "
-                  f"({'/'.join(r['backward_methods'])})  saved "
-                  f"{r['max_saved_mib']:.1f} MiB")
-    if a.output_json:
-        write_json(a.output_json, results)
-    return 0
+            table.add(workload, name, f"{r['median_ms']:.1f}",
+                      f"{r['mean_forward_steps']:.1f}",
+                      f"{r['mean_backward_steps']:.1f} "
+                      f"({'/'.join(r['backward_methods'])})",
+                      f"{r['max_saved_mib']:.1f}")
+    return harness.finish(a, results, table)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import json
 import torch
 
 from pyg_rbp import RBPGatedGraphConv
-from pyg_rbp.utils import write_json
+from pyg_rbp.utils.cli import Table
 
 from benchmarks import harness
 from benchmarks.run import load_graph
@@ -49,18 +49,16 @@ def main() -> int:
                    "converged": bool(s.converged), "time_s": wall}
             records.append(rec)
             print(json.dumps(rec), flush=True)
-    print("| state-weight scale | plain F evals | Anderson F evals | ratio |")
-    print("|---|---|---|---|")
+    table = Table("state-weight scale", "plain F evals", "Anderson F evals",
+                  "ratio")
     for scale in a.scales:
         fp, an = (next(r for r in records if r["scale"] == scale and
                        r["solver"] == s) for s in ("fixed_point", "anderson"))
-        print(f"| {scale:g} | {fp['f_evaluations']}"
-              f"{'' if fp['converged'] else ' (not converged)'} | "
-              f"{an['f_evaluations']}{'' if an['converged'] else ' (nc)'} | "
-              f"{an['f_evaluations'] / fp['f_evaluations']:.2f} |")
-    if a.output_json:
-        write_json(a.output_json, records)
-    return 0
+        table.add(f"{scale:g}", f"{fp['f_evaluations']}"
+                  f"{'' if fp['converged'] else ' (not converged)'}",
+                  f"{an['f_evaluations']}{'' if an['converged'] else ' (nc)'}",
+                  f"{an['f_evaluations'] / fp['f_evaluations']:.2f}")
+    return harness.finish(a, records, table)
 
 
 if __name__ == "__main__":

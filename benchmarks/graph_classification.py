@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from pyg_rbp.utils import write_json
+from pyg_rbp.utils.cli import Table, number
 
 from benchmarks import harness
 
@@ -95,10 +96,9 @@ def join_folds(paths: List[Path]) -> Dict:
 
 
 def table(paths: List[Path]) -> str:
-    lines = ["| dataset | contender | test acc (val-selected) | GIN-style "
-             "(optimistic) | best test/fold (optimistic) | steps / graph | "
-             "steps / batch | s / epoch | wall s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    out = Table("dataset", "contender", "test acc (val-selected)",
+                "GIN-style (optimistic)", "best test/fold (optimistic)",
+                "steps / graph", "steps / batch", "s / epoch", "wall s")
     for path in paths:
         if not path.exists():
             continue
@@ -106,20 +106,16 @@ def table(paths: List[Path]) -> str:
         opt = r["optimistic"]
         gin = opt["gin_style_one_epoch_for_all_folds_chosen_on_test"]
         ignn = opt["ignn_style_each_folds_best_test_epoch"]
-        contender = path.stem.split("_", 1)[1]
         # PyG's layer runs a fixed number of untied steps: no stopping
-        if r["forward_steps_per_graph"] > 0:
-            steps = (f"{r['forward_steps_per_graph']:.1f} | "
-                     f"{r['forward_steps_per_batch']:.1f}")
-        else:
-            steps = "fixed | fixed"
-        lines.append(
-            f"| {r['dataset']} | {contender} | {100 * r['test_acc']:.1f} ± "
-            f"{100 * r['test_acc_std']:.1f} | {100 * gin['test_acc']:.1f} | "
-            f"{100 * ignn['test_acc']:.1f} | "
-            f"{steps} | {r['epoch_s']:.2f} | "
-            f"{r['wall_s']:.0f} |")
-    return "\n".join(lines)
+        stops = r["forward_steps_per_graph"] > 0
+        graph, batch = (number(r[f"forward_steps_per_{k}"]) if stops
+                        else "fixed" for k in ("graph", "batch"))
+        out.add(r["dataset"], path.stem.split("_", 1)[1],
+                f"{100 * r['test_acc']:.1f} ± {100 * r['test_acc_std']:.1f}",
+                number(gin["test_acc"], scale=100),
+                number(ignn["test_acc"], scale=100), graph, batch,
+                number(r["epoch_s"], ".2f"), number(r["wall_s"], ".0f"))
+    return str(out)
 
 
 def main() -> int:

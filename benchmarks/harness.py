@@ -20,6 +20,10 @@ The benchmarks are a package; run each from the repository root as
   ``--data-root``, ``--output-json`` / ``--results`` as above.
 * **Set-up** (:func:`start`): one torch thread count, denormal floats
   flushed (a GEMM on them runs up to 100x slower on x86), warnings quiet.
+* **Reports**: tables are :class:`pyg_rbp.utils.cli.Table` (Markdown, as
+  the docs quote them); :func:`finish` prints them and writes the JSON;
+  :func:`subplots`, :func:`draw_curves` and :func:`save_figure` draw the
+  figures (one colour per contender in every panel).
 """
 from __future__ import annotations
 
@@ -36,6 +40,8 @@ from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+
+from pyg_rbp.utils import write_json
 
 #: The repository root (the benchmarks' commands run from here).
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,6 +171,38 @@ def worker(module: str, args: List[str], threads: int, *,
         preexec_fn=preexec_fn,
         env=env or dict(os.environ, OMP_NUM_THREADS=str(threads),
                         PYTHONWARNINGS="ignore"))
+
+
+def finish(a: argparse.Namespace, record: Any, *tables: Any) -> int:
+    """A benchmark's end: print each table, write ``record`` to
+    ``--output-json`` where one was given; the exit status 0."""
+    for table in tables:
+        print(table)
+    if a.output_json:
+        write_json(a.output_json, record)
+    return 0
+
+
+def subplots(*args: Any, **kwargs: Any) -> Tuple[Any, Any]:
+    """``matplotlib.pyplot.subplots`` with the file-only (Agg) backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt.subplots(*args, **kwargs)
+
+
+def draw_curves(ax: Any, curves: Dict[str, List[Tuple[float, float]]],
+                **settings: Any) -> None:
+    """One line with markers per named series of ``(x, y)`` points (sorted
+    by x; an empty series is skipped but keeps its colour, so a contender
+    has one colour in every panel), then ``ax.set(**settings)`` (e.g.
+    ``xscale='log'``, ``title``, ``xlabel``) and the legend."""
+    for i, (name, points) in enumerate(curves.items()):
+        if points:
+            ax.plot(*zip(*sorted(points)), marker="o", label=name,
+                    color=f"C{i}")
+    ax.set(**settings)
+    ax.legend()
 
 
 def save_figure(fig: Any, out_dir: str, name: str, dpi: int = 120) -> Path:

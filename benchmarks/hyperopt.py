@@ -29,6 +29,7 @@ from pyg_rbp.data.mnist import load_mnist
 from pyg_rbp.hyperopt import (HyperoptConfig, batch_schedule, hypergradient,
                               init_mlp, split_mnist)
 from pyg_rbp.utils import SavedTensorMeter, write_json
+from pyg_rbp.utils.cli import Table
 
 from benchmarks import harness
 
@@ -66,21 +67,20 @@ def measure(a: argparse.Namespace) -> Dict[str, dict]:
 def table(results: Dict[str, dict], inner_steps: int,
           truncations: List[int]) -> str:
     bptt = results[f"bptt@{inner_steps}"]
-    lines = ["| truncation K | BPTT s | TBPTT s | Neumann s | BPTT / Neumann "
-             "time (paper) | BPTT MiB | TBPTT MiB | Neumann MiB | BPTT / "
-             "Neumann memory (paper) |", "|" + "---|" * 9]
+    out = Table("truncation K", "BPTT s", "TBPTT s", "Neumann s",
+                "BPTT / Neumann time (paper)", "BPTT MiB", "TBPTT MiB",
+                "Neumann MiB", "BPTT / Neumann memory (paper)")
+    nan = float("nan")
     for k in truncations:
-        t, n = results[f"tbptt@{k}"], results[f"neumann@{k}"]
-        lines.append(
-            f"| {k} | {bptt['seconds']:.2f} | {t['seconds']:.2f} | "
-            f"{n['seconds']:.2f} | x{bptt['seconds'] / n['seconds']:.2f} "
-            f"(x{PAPER_TIME.get(k, float('nan')):.2f}) | "
-            f"{bptt['saved_bytes'] / 2**20:.0f} | "
-            f"{t['saved_bytes'] / 2**20:.0f} | "
-            f"{n['saved_bytes'] / 2**20:.0f} | "
-            f"x{bptt['saved_bytes'] / n['saved_bytes']:.2f} "
-            f"(x{PAPER_MEMORY.get(k, float('nan')):.2f}) |")
-    return "\n".join(lines)
+        runs = bptt, results[f"tbptt@{k}"], results[f"neumann@{k}"]
+        seconds = [r["seconds"] for r in runs]
+        mib = [r["saved_bytes"] / 2**20 for r in runs]
+        out.add(k, *(f"{v:.2f}" for v in seconds),
+                f"x{seconds[0] / seconds[2]:.2f} "
+                f"(x{PAPER_TIME.get(k, nan):.2f})",
+                *(f"{v:.0f}" for v in mib),
+                f"x{mib[0] / mib[2]:.2f} (x{PAPER_MEMORY.get(k, nan):.2f})")
+    return str(out)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

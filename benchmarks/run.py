@@ -40,6 +40,7 @@ import torch
 
 from pyg_rbp import METHODS
 from pyg_rbp.utils import write_json
+from pyg_rbp.utils.cli import Table, number
 
 from benchmarks import harness
 
@@ -233,9 +234,9 @@ def configurations(a) -> List[Dict]:
 
 
 def ratio_table(records: List[Dict]) -> str:
-    lines = ["| graph | T | K | contender | method | time s | time vs BPTT "
-             "| peak MiB | BPTT / this (memory) | saved MiB | grad rel err |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = Table("graph", "T", "K", "contender", "method", "time s",
+                "time vs BPTT", "peak MiB", "BPTT / this (memory)",
+                "saved MiB", "grad rel err")
     for r in records:
         bptt = next((b for b in records if b["graph"] == r["graph"] and
                      b["steps"] == r["steps"] and b["method"] == "bptt" and
@@ -243,14 +244,12 @@ def ratio_table(records: List[Dict]) -> str:
         t_ratio = f"{bptt['time_s'] / r['time_s']:.2f}x" if bptt else "-"
         m_ratio = (f"{bptt['peak_mem_bytes'] / r['peak_mem_bytes']:.1f}x"
                    if bptt and r["peak_mem_bytes"] > 0 else "-")
-        err = "-" if r["grad_rel_error"] is None else \
-            f"{r['grad_rel_error']:.1e}"
-        lines.append(
-            f"| {r['graph']} | {r['steps']} | {r['backward_steps']} | "
-            f"{r['contender']} | {r['method']} | {r['time_s']:.2f} | "
-            f"{t_ratio} | {r['peak_mem_bytes'] / 2**20:.0f} | {m_ratio} | "
-            f"{r['saved_bytes'] / 2**20:.0f} | {err} |")
-    return "\n".join(lines)
+        out.add(r["graph"], r["steps"], r["backward_steps"], r["contender"],
+                r["method"], number(r["time_s"], ".2f"), t_ratio,
+                number(r["peak_mem_bytes"] / 2**20, ".0f"), m_ratio,
+                number(r["saved_bytes"] / 2**20, ".0f"),
+                number(r["grad_rel_error"], ".1e"))
+    return str(out)
 
 
 def main() -> int:

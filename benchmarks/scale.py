@@ -35,6 +35,7 @@ from typing import Dict, List, Optional
 import torch
 
 from pyg_rbp.utils import write_json
+from pyg_rbp.utils.cli import Table, number
 
 from benchmarks import harness
 from benchmarks.run import load_graph, worker_env
@@ -148,20 +149,18 @@ def growth_exponent(records: List[Dict]) -> Optional[float]:
 
 
 def table(records: List[Dict], cap_gib: float) -> str:
-    lines = ["| contender | nodes | time s / step | peak MiB |",
-             "|---|---|---|---|"]
+    steps = Table("contender", "nodes", "time s / step", "peak MiB")
     for r in records:
         if r.get("failed"):
             why = "out of memory" if r.get("out_of_memory") else "failed"
-            lines.append(f"| {r['contender']} | {r['nodes']:,} | {why} "
-                         f"(cap {r['memory_cap_gib']:g} GiB) | - |")
+            steps.add(r["contender"], f"{r['nodes']:,}",
+                      f"{why} (cap {r['memory_cap_gib']:g} GiB)", None)
         else:
-            lines.append(f"| {r['contender']} | {r['nodes']:,} | "
-                         f"{r['time_s']:.1f} | "
-                         f"{r['peak_mem_bytes'] / 2**20:,.0f} |")
-    lines += ["", f"| contender | largest N that fit ({cap_gib:g} GiB) | "
-                  "time s / step there | memory growth exponent in N |",
-              "|---|---|---|---|"]
+            steps.add(r["contender"], f"{r['nodes']:,}",
+                      f"{r['time_s']:.1f}",
+                      f"{r['peak_mem_bytes'] / 2**20:,.0f}")
+    largest = Table("contender", f"largest N that fit ({cap_gib:g} GiB)",
+                    "time s / step there", "memory growth exponent in N")
     for name in CONTENDERS:
         ok = [r for r in records if r["contender"] == name and
               not r.get("failed")]
@@ -170,29 +169,21 @@ def table(records: List[Dict], cap_gib: float) -> str:
         best = max(ok, key=lambda r: r["nodes"])
         failed = any(r.get("failed") for r in records
                      if r["contender"] == name)
-        exp = growth_exponent(ok)
-        lines.append(f"| {name} | {best['nodes']:,}"
-                     f"{'' if failed else ' (largest tried)'} | "
-                     f"{best['time_s']:.1f} | "
-                     f"{'-' if exp is None else f'{exp:.2f}'} |")
-    return "\n".join(lines)
-
+        largest.add(name, f"{best['nodes']:,}"
+                    f"{'' if failed else ' (largest tried)'}",
+                    f"{best['time_s']:.1f}",
+                    number(growth_exponent(ok), ".2f"))
+    return f"{steps}\n\n{largest}"
 
 def plot(records: List[Dict], out_dir: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name in CONTENDERS:
-        pts = sorted((r["nodes"], r["peak_mem_bytes"] / 2**20)
-                     for r in records if r["contender"] == name and
-                     not r.get("failed"))
-        if pts:
-            ax.loglog(*zip(*pts), marker="o", label=name)
-    ax.set_xlabel("nodes (10 edges per node)")
-    ax.set_ylabel("peak memory of one training step (MiB)")
-    ax.set_title("hidden 64, T = 100, K = 20")
-    ax.legend()
+    fig, ax = harness.subplots(figsize=(6, 4.5))
+    peaks = {name: [(r["nodes"], r["peak_mem_bytes"] / 2**20)
+                    for r in records if r["contender"] == name and
+                    not r.get("failed")] for name in CONTENDERS}
+    harness.draw_curves(ax, peaks, xscale="log", yscale="log",
+                        xlabel="nodes (10 edges per node)",
+                        ylabel="peak memory of one training step (MiB)",
+                        title="hidden 64, T = 100, K = 20")
     harness.save_figure(fig, out_dir, "scale_memory.png")
 
 

@@ -30,7 +30,7 @@ from pyg_rbp import FixedPointIteration
 from pyg_rbp.data import load_tu_dataset
 from pyg_rbp.implicit.forward import graph_residual
 from pyg_rbp.lightning import GraphClassificationModule
-from pyg_rbp.utils import write_json
+from pyg_rbp.utils.cli import Table
 
 from benchmarks import harness
 
@@ -105,20 +105,17 @@ def main() -> int:
            "steps only (the residual check is not timed), mean over the "
            "epochs after the first; contenders interleaved, their order "
            "rotating every epoch", "results": {}}
-    print("| stopping | loop steps / batch | steps a graph needed | worst "
-          "graph residual at exit | s / epoch |")
-    print("|---|---|---|---|---|")
+    table = Table("stopping", "loop steps / batch", "steps a graph needed",
+                  "worst graph residual at exit", "s / epoch")
     for name, r in rec.items():
         s = {k: statistics.mean(v) for k, v in r.items()}
         # time: the epochs after the first (one-time costs), when there are
         s["epoch_s"] = statistics.mean(r["epoch_s"][1:] or r["epoch_s"])
         s["worst_graph_residual"] = max(r["worst_graph_residual"])
         out["results"][name] = s
-        print(f"| {name} | {s['batch_steps']:.2f} | {s['graph_steps']:.2f} "
-              f"| {s['worst_graph_residual']:.1e} | {s['epoch_s']:.3f} |")
-    if a.output_json:
-        write_json(a.output_json, out)
-    return 0
+        table.add(name, f"{s['batch_steps']:.2f}", f"{s['graph_steps']:.2f}",
+                  f"{s['worst_graph_residual']:.1e}", f"{s['epoch_s']:.3f}")
+    return harness.finish(a, out, table)
 
 
 if __name__ == "__main__":

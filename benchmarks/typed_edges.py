@@ -20,12 +20,13 @@ graphs and on a large random graph, prints a table and writes JSON:
 from __future__ import annotations
 
 import statistics
+import sys
 import warnings
 from typing import Callable, Dict, List
 
 import torch
 
-from pyg_rbp.utils import write_json
+from pyg_rbp.utils.cli import Table
 
 from benchmarks import harness
 
@@ -106,7 +107,7 @@ def measure(name: str, n: int, e: int, k: int, c: int, reps: int,
             for layout in layouts]
 
 
-def main() -> None:
+def main() -> int:
     p = harness.parser(__doc__, threads=2, data=False)
     p.add_argument("--reps", type=int, default=40)
     a = p.parse_args()
@@ -123,14 +124,12 @@ def main() -> None:
     records = []
     for name, n, e, k, c in cases:
         records += measure(name, n, e, k, c, a.reps)
-    print("| graph | k | layout | message ms | transposed ms |")
-    print("|---|---|---|---|---|")
+    table = Table("graph", "k", "layout", "message ms", "transposed ms")
     for r in records:
-        print(f"| {r['graph']} | {r['types']} | {r['layout']} | "
-              f"{r['message_ms']:.3f} | {r['transposed_ms']:.3f} |")
-    if a.output_json:
-        write_json(a.output_json, records)
+        table.add(r["graph"], r["types"], r["layout"],
+                  f"{r['message_ms']:.3f}", f"{r['transposed_ms']:.3f}")
+    return harness.finish(a, records, table)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

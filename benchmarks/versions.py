@@ -36,8 +36,6 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from pyg_rbp.utils import write_json
-
 from benchmarks import harness
 
 #: A workload's step and the stats of its last call (to compare the work).
@@ -169,9 +167,7 @@ def main() -> int:
                   f"steps with the same forward / backward counts "
                   f"{100 * r['same_work_share']:.0f} %, totals "
                   f"{r['steps']}", flush=True)
-    if a.output_json:
-        write_json(a.output_json, out)
-    return 0
+    return harness.finish(a, out)
 
 
 if __name__ == "__main__":

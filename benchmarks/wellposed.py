@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from pyg_rbp import ConvergenceWarning, RBPGatedGraphConv
-from pyg_rbp.utils import SavedTensorMeter, write_json
+from pyg_rbp.utils import SavedTensorMeter
+from pyg_rbp.utils.cli import Table, share
 
 from benchmarks import harness
 
@@ -83,21 +84,19 @@ def train(options: Dict[str, Any], weight: float, seed: int,
 
 
 def table(results: Dict[str, List[Dict[str, Any]]]) -> str:
-    lines = ["| family | test acc (mean) | lowest seed | forward converged "
-             "| unrolled | forward steps | peak saved MiB | s / epoch |",
-             "|---|---|---|---|---|---|---|---|"]
+    out = Table("family", "test acc (mean)", "lowest seed",
+                "forward converged", "unrolled", "forward steps",
+                "peak saved MiB", "s / epoch")
     for name, runs in results.items():
         def mean(key: str) -> float:
             return statistics.mean(r[key] for r in runs)
-        lines.append(
-            f"| {name} | {mean('acc'):.3f} | "
-            f"{min(r['acc'] for r in runs):.3f} | "
-            f"{100 * mean('forward_converged'):.0f} % | "
-            f"{100 * mean('unrolled'):.0f} % | "
-            f"{mean('mean_forward_steps'):.1f} | "
-            f"{max(r['peak_saved_mib'] for r in runs):.2f} | "
-            f"{mean('s_per_epoch'):.3f} |")
-    return "\n".join(lines)
+        out.add(name, f"{mean('acc'):.3f}",
+                f"{min(r['acc'] for r in runs):.3f}",
+                share(mean("forward_converged")), share(mean("unrolled")),
+                f"{mean('mean_forward_steps'):.1f}",
+                f"{max(r['peak_saved_mib'] for r in runs):.2f}",
+                f"{mean('s_per_epoch'):.3f}")
+    return str(out)
 
 
 def main() -> int:
@@ -116,10 +115,8 @@ def main() -> int:
                          for seed in range(a.seeds)]
         print(f"{name}: {statistics.mean(r['acc'] for r in results[name]):.3f}",
               flush=True)
-    print(table(results))
-    if a.output_json:
-        write_json(a.output_json, {"args": vars(a), "results": results})
-    return 0
+    return harness.finish(a, {"args": vars(a), "results": results},
+                          table(results))
 
 
 if __name__ == "__main__":

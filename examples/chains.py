@@ -25,12 +25,13 @@ loss). Training stops early once validation accuracy is 100 % or after
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import resource
 import statistics
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -44,6 +45,7 @@ from pyg_rbp.data.chains import chains
 from pyg_rbp.models import RBPNodeClassifier
 from pyg_rbp.nn import IGNNConv
 from pyg_rbp.utils import SavedTensorMeter, write_json
+from pyg_rbp.utils.cli import Options, opt, parse_config, run_main
 
 MODELS = ("rbp", "pyg", "ignn")
 
@@ -84,7 +86,7 @@ def defaults_for(length: int) -> Dict[str, int]:
     return {"num_layers": 2 * length + 20, "backward_steps": 20}
 
 
-def build_model(a: argparse.Namespace, in_channels: int,
+def build_model(a: "ChainsOptions", in_channels: int,
                 classes: int) -> torch.nn.Module:
     if a.model == "pyg":
         return PyGChainModel(in_channels, a.hidden, classes, a.length)
@@ -109,7 +111,7 @@ def _scores(out: torch.Tensor, data, mask: str) -> Dict[str, float]:
             "loss": float(F.cross_entropy(out[m], data.y[m]))}
 
 
-def run_seed(a: argparse.Namespace, seed: int) -> Dict[str, Any]:
+def run_seed(a: "ChainsOptions", seed: int) -> Dict[str, Any]:
     data = chains(a.classes, a.chains_per_class, a.length, a.features,
                   directed=not a.undirected, feature_noise=a.noise,
                   seed=seed)
@@ -197,69 +199,85 @@ def _mean_of(seeds: List[Dict[str, Any]], key: str) -> Optional[float]:
     return statistics.mean(values) if values else None
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Chains: long-range node classification.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--length", type=int, default=100, help="L")
-    p.add_argument("--classes", type=int, default=2)
-    p.add_argument("--chains-per-class", type=int, default=20)
-    p.add_argument("--features", type=int, default=100)
-    p.add_argument("--undirected", action="store_true")
-    p.add_argument("--noise", type=float, default=0.0,
-                   help="feature noise standard deviation")
-    p.add_argument("--model", default="rbp", choices=MODELS)
-    p.add_argument("--method", default="hybrid", choices=METHODS)
-    p.add_argument("--solver", default=None, choices=SOLVERS,
-                   help="forward solver (default: the layer's: anderson for "
-                        "the contractive step, fixed_point for the GRU)")
-    p.add_argument("--cell", default="contractive", choices=CELLS,
-                   help="the layer's step (--model rbp)")
-    p.add_argument("--carry", type=float, default=None,
-                   help="the contractive step's carry gate (default: the "
-                        "layer's 0.9)")
-    p.add_argument("--seeds", type=int, default=3,
-                   help="run seeds 0 .. S-1")
-    p.add_argument("--hidden", type=int, default=16)
-    p.add_argument("--num-layers", type=int, default=None,
-                   help="T (default 2L + 20)")
-    p.add_argument("--backward-steps", type=int, default=None,
-                   help="K (default 20)")
-    p.add_argument("--tol", type=float, default=1e-6)
-    p.add_argument("--max-epochs", type=int, default=300)
-    p.add_argument("--patience", type=int, default=100)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--jacobian-weight", type=float, default=0.0)
-    p.add_argument("--state-init", default="identity",
-                   choices=("identity", "contractive"),
-                   help="initialisation of the GRU step (--cell gru)")
-    p.add_argument("--identity-gain", type=float, default=3.0,
-                   help="its gain (--cell gru)")
-    p.add_argument("--kappa", type=float, default=0.9,
-                   help="IGNN's bound on ||W||_inf rho(A)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu",
-                   help="cpu or cuda (then the JSON also has each seed's "
-                        "peak_cuda_bytes, max allocated)")
-    p.add_argument("--output-json", default=None, metavar="PATH")
-    p.add_argument("--plot", default=None, metavar="DIR")
-    a = p.parse_args(argv)
-    d = defaults_for(a.length)
-    a.num_layers = a.num_layers or d["num_layers"]
-    a.backward_steps = a.backward_steps or d["backward_steps"]
-    if a.model == "pyg" and a.method not in ("hybrid", "neumann", "bptt"):
-        p.error("--model pyg trains by BPTT through L untied steps; "
-                "--method does not apply")
-    if a.model == "pyg":
-        a.method = "bptt"
-    for name in ("length", "classes", "seeds", "hidden", "max_epochs"):
-        if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if a.classes < 2:
-        p.error("--classes must be >= 2")
-    return a
+@dataclass
+class ChainsOptions(Options):
+    """The benchmark's options (each a flag: ``--chains-per-class`` ...)."""
+
+    length: int = opt(100, minimum=1, help="L")
+    classes: int = opt(2, minimum=2, help="classes (>= 2)")
+    chains_per_class: int = opt(20, minimum=1, help="chains per class")
+    features: int = opt(100, minimum=1, help="node features")
+    undirected: bool = opt(False, help="undirected chains")
+    noise: float = opt(0.0, nonnegative=True,
+                       help="feature noise standard deviation")
+    model: str = opt("rbp", choices=MODELS, help="the model (see above)")
+    method: str = opt("hybrid", choices=METHODS,
+                      help="gradient method (--model rbp, ignn)")
+    solver: Optional[str] = opt(
+        None, choices=SOLVERS,
+        help="forward solver (unset: the layer's: anderson for the "
+             "contractive step, fixed_point for the GRU)")
+    cell: str = opt("contractive", choices=CELLS,
+                    help="the layer's step (--model rbp)")
+    carry: Optional[float] = opt(
+        None, help="the contractive step's carry gate (unset: the layer's "
+                   "0.9)")
+    seeds: int = opt(3, minimum=1, help="run seeds 0 .. S-1")
+    hidden: int = opt(16, minimum=1, help="hidden channels")
+    num_layers: Optional[int] = opt(None, minimum=1,
+                                    help="T (unset: 2L + 20)")
+    backward_steps: Optional[int] = opt(None, minimum=1,
+                                        help="K (unset: 20)")
+    tol: float = opt(1e-6, nonnegative=True, help="forward tolerance")
+    max_epochs: int = opt(300, minimum=1,
+                          help="most epochs (training stops early)")
+    patience: int = opt(100, minimum=1,
+                        help="epochs without a better validation score")
+    lr: float = opt(0.01, nonnegative=True, help="Adam's learning rate")
+    weight_decay: float = opt(0.0, nonnegative=True,
+                              help="Adam's weight decay")
+    dropout: float = opt(0.0, nonnegative=True, help="dropout")
+    jacobian_weight: float = opt(0.0, nonnegative=True,
+                                 help="the Jacobian penalty's weight")
+    state_init: str = opt("identity", choices=("identity", "contractive"),
+                          help="initialisation of the GRU step (--cell gru)")
+    identity_gain: float = opt(3.0, help="its gain (--cell gru)")
+    kappa: float = opt(0.9, help="IGNN's bound on ||W||_inf rho(A)")
+    threads: int = opt(2, minimum=1, help="torch threads")
+    device: str = opt("cpu", help="cpu or cuda (then the JSON also has "
+                                  "each seed's peak_cuda_bytes, max "
+                                  "allocated)")
+    output_json: Optional[str] = opt(None, metavar="PATH",
+                                     help="write the report here")
+    plot: Optional[str] = opt(None, metavar="DIR",
+                              help="write the training curves here")
+
+    def check(self) -> None:
+        super().check()
+        if self.model == "pyg" and self.method not in ("hybrid", "neumann",
+                                                       "bptt"):
+            raise ValueError("--model pyg trains by BPTT through L untied "
+                             "steps; --method does not apply (got "
+                             f"{self.method!r})")
+
+    def resolved(self) -> "ChainsOptions":
+        """The options with the length's defaults filled in (T, K) and
+        PyG's layer's method (BPTT)."""
+        d = defaults_for(self.length)
+        return dataclasses.replace(
+            self, num_layers=self.num_layers or d["num_layers"],
+            backward_steps=self.backward_steps or d["backward_steps"],
+            method="bptt" if self.model == "pyg" else self.method)
+
+
+DESCRIPTION = "Chains: long-range node classification."
+
+
+def parse_args(argv: Optional[List[str]] = None) -> ChainsOptions:
+    """The checked, resolved options of ``argv`` (for scripts and tests)."""
+    cfg, _ = parse_config(ChainsOptions, argv, DESCRIPTION)
+    cfg.check()
+    return cfg.resolved()
 
 
 def plot(result: Dict[str, Any], out_dir: str) -> None:
@@ -288,7 +306,12 @@ def plot(result: Dict[str, Any], out_dir: str) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    a = parse_args(argv)
+    return run_main(ChainsOptions, lambda cfg: run(cfg.resolved()), argv,
+                    DESCRIPTION)
+
+
+def run(a: ChainsOptions) -> int:
+    """Train the seeds, write the report after each, print the summary."""
     torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)  # saturated gates: see lightning/base.py
     warnings.simplefilter("once", ConvergenceWarning)
@@ -319,14 +342,14 @@ def _percent(share: Optional[float]) -> str:
     return "n/a" if share is None else f"{100 * share:.0f} %"
 
 
-def summarise(a: argparse.Namespace,
+def summarise(a: ChainsOptions,
               seeds: List[Dict[str, Any]]) -> Dict[str, Any]:
     """The JSON report over the seeds run so far."""
     accs = [s["test_acc"] for s in seeds]
     return {"test_acc": statistics.mean(accs),
             "test_acc_std": statistics.pstdev(accs) if len(accs) > 1
             else 0.0,
-            "seeds": seeds, "config": vars(a),
+            "seeds": seeds, "config": a.to_dict(),
             "forward_steps": statistics.mean(
                 s["mean_forward_steps"] or 0 for s in seeds),
             "backward_steps": statistics.mean(

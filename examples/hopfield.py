@@ -21,24 +21,27 @@ switched off; we report the L1 error of the output against the pattern.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Dict, List
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
 import torch
 
 from pyg_rbp import METHODS, ConvergenceWarning, FixedPoint
-from pyg_rbp.data import DatasetNotFoundError
 from pyg_rbp.data.mnist import load_digit_patterns
 from pyg_rbp.nn import HopfieldConv
 from pyg_rbp.utils import write_json
+from pyg_rbp.utils.cli import SweepOptions, opt, run_main
 
 PAPER = {"tbptt": "TBPTT", "fixed_point": "RBP", "cg": "CG-RBP",
          "neumann": "Neumann-RBP", "bptt": "BPTT"}
+#: ``--method all``: the paper's four methods that run a fixed number of
+#: backward steps (BPTT through all 50 steps is not a truncation).
+PAPERS_TRUNCATED = ("neumann", "cg", "fixed_point", "tbptt")
 
 
 class HopfieldMemory(torch.nn.Module):
@@ -83,7 +86,7 @@ RBP_INITS = {"scaled": "random", "uniform": "uniform"}
 
 
 def train_once(patterns: torch.Tensor, method: str, truncation: int,
-               seed: int, args) -> Dict:
+               seed: int, args: "HopfieldOptions") -> Dict:
     torch.manual_seed(seed)
     if method == "fixed_point":  # the start is a setting of the value
         options = dict(method=FixedPoint(steps=truncation, tol=0.0,
@@ -120,7 +123,7 @@ def train_once(patterns: torch.Tensor, method: str, truncation: int,
 
 
 def trial(patterns: torch.Tensor, method: str, truncation: int, seed: int,
-          args) -> Dict:
+          args: "HopfieldOptions") -> Dict:
     """:func:`train_once`, or its record from ``--resume-dir`` when an
     earlier (interrupted) run finished it."""
     if args.resume_dir is None:
@@ -163,7 +166,7 @@ def plot(records: List[Dict], patterns: torch.Tensor, size: int,
         for c, m in enumerate(methods, start=1):
             img = torch.tensor(first[m]["retrieved"][row]).view(size, size)
             axes[row][c].imshow(img, cmap="gray", vmin=0, vmax=1)
-    titles = ["corrupted"] + [f"{PAPER[m]}\nK={first[m]['truncation']}"
+    titles = ["corrupted"] + [f"{PAPER.get(m, m)}\nK={first[m]['truncation']}"
                               for m in methods]
     for c, t in enumerate(titles):
         axes[0][c].set_title(t, fontsize=7)
@@ -178,47 +181,56 @@ def plot(records: List[Dict], patterns: torch.Tensor, size: int,
     return path
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--method", nargs="+", default=["neumann"],
-                   choices=METHODS + ("all", ))
-    p.add_argument("--truncation", nargs="+", type=int, default=[20])
-    p.add_argument("--trials", type=int, default=1)
-    p.add_argument("--size", type=int, default=10,
-                   help="image side after downsampling (28: the paper's)")
-    p.add_argument("--hidden", type=int, default=100,
-                   help="hidden neurons (the paper: 1024 at size 28)")
-    p.add_argument("--steps", type=int, default=50,
-                   help="forward steps (the paper: 50)")
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--init-scale", type=float, default=10.0,
-                   help="multiply the initial weights (U(+-1/sqrt(N))) by "
-                        "this; large values make J's spectral radius near 1")
-    p.add_argument("--input-scale", type=float, default=4.0,
-                   help="pixel p is clamped to h = s (2p - 1)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--output-json", default=None)
-    p.add_argument("--plot", default=None, metavar="DIR")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rbp-init", default="scaled", choices=tuple(RBP_INITS),
-                   help="original RBP's start: scaled to ||g|| (ours) or "
-                        "the paper's unscaled U(0, 1)")
-    p.add_argument("--resume-dir", default=None, metavar="DIR",
-                   help="keep each trial's record here; a trial whose "
-                        "record exists is read, not trained again")
-    args = p.parse_args(argv)
+@dataclass
+class HopfieldOptions(SweepOptions):
+    """The experiment's options (each a flag: ``--init-scale`` ...)."""
+
+    method: List[str] = opt(factory=lambda: ["neumann"],
+                            choices=METHODS + ("all", ),
+                            help="gradient methods (all: the paper's four)")
+    truncation: List[int] = opt(factory=lambda: [20], minimum=1,
+                                help="K: backward steps / TBPTT truncation")
+    trials: int = opt(1, minimum=1, help="trials (seeds 0 .. trials-1)")
+    size: int = opt(10, minimum=1,
+                    help="image side after downsampling (28: the paper's)")
+    hidden: int = opt(100, minimum=1,
+                      help="hidden neurons (the paper: 1024 at size 28)")
+    steps: int = opt(50, minimum=1, help="forward steps (the paper: 50)")
+    epochs: int = opt(200, minimum=1, help="training epochs (exactly)")
+    lr: float = opt(1e-2, nonnegative=True, help="Adam's learning rate")
+    init_scale: float = opt(
+        10.0, nonnegative=True,
+        help="multiply the initial weights (U(+-1/sqrt(N))) by this; large "
+             "values make J's spectral radius near 1")
+    input_scale: float = opt(4.0, help="pixel p is clamped to h = s (2p - 1)")
+    rbp_init: str = opt("scaled", choices=tuple(RBP_INITS),
+                        help="original RBP's start: scaled to ||g|| (ours) "
+                             "or the paper's unscaled U(0, 1)")
+    threads: int = opt(2)
+
+    def methods(self) -> List[str]:
+        """``--method`` with ``all`` as the paper's four, each once."""
+        return list(dict.fromkeys(
+            m for name in self.method
+            for m in (PAPERS_TRUNCATED if name == "all" else (name, ))))
+
+    def check(self) -> None:
+        super().check()
+        if self.size > 28:
+            raise ValueError(f"'size' must be in [1, 28], MNIST's side "
+                             f"(got {self.size})")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_main(HopfieldOptions, run, argv, __doc__.splitlines()[0])
+
+
+def run(args: HopfieldOptions) -> int:
+    """Train every (truncation, method, trial), print and save the table."""
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", ConvergenceWarning)
-    # 'all': every method that runs a fixed number of backward steps (BPTT
-    # through all 50 steps is not a truncation).
-    methods = [m for m in METHODS if m != "bptt"] if "all" in args.method \
-        else args.method
-    try:
-        patterns, _ = load_digit_patterns(args.data_root, args.size)
-    except (DatasetNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    methods = args.methods()
+    patterns, _ = load_digit_patterns(args.data_root, args.size)
     records = []
     start = time.perf_counter()
     for k in args.truncation:
@@ -226,7 +238,8 @@ def main(argv=None) -> int:
             for seed in range(args.trials):
                 r = trial(patterns, method, k, seed, args)
                 records.append(r)
-                print(f"{PAPER[method]:<12} K={k:<3} seed {seed}: loss "
+                name = PAPER.get(method, method)
+                print(f"{name:<12} K={k:<3} seed {seed}: loss "
                       f"{r['initial_loss']:.4f} -> {r['final_loss']:.4f} "
                       f"({'success' if r['success'] else 'failure'}), "
                       f"retrieval L1 {r['retrieval_l1']:.4f} (corrupted "
@@ -243,11 +256,11 @@ def main(argv=None) -> int:
             table.append({"method": method, "truncation": k,
                           "success_rate": rate, "mean_final_loss": mean,
                           "trials": len(rs)})
-            print(f"| {PAPER[method]} | {k} | {100 * rate:.0f}% | "
+            print(f"| {PAPER.get(method, method)} | {k} | {100 * rate:.0f}% | "
                   f"{mean:.4f} |")
     print(f"({time.perf_counter() - start:.0f} s)")
     if args.output_json:
-        out = {"config": vars(args), "results": table,
+        out = {"config": args.to_dict(), "results": table,
                "runs": [{k: v for k, v in r.items()
                          if k not in ("retrieved", "noisy")}
                         for r in records]}

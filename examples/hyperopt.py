@@ -26,18 +26,18 @@ trained again, so an interrupted sweep continues where it stopped.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
 
-from pyg_rbp.data import DatasetNotFoundError
 from pyg_rbp.data.mnist import load_mnist
 from pyg_rbp.hyperopt import HYPEROPT_METHODS, HyperoptConfig, meta_train
 from pyg_rbp.utils import write_json
+from pyg_rbp.utils.cli import SweepOptions, opt, run_main
 
 NAMES = {"bptt": "BPTT", "tbptt": "TBPTT", "fixed_point": "RBP",
          "neumann": "Neumann-RBP"}
@@ -101,8 +101,8 @@ def run_name(method: str, truncation: int, seed: int) -> str:
         f"{method}_K{truncation}_s{seed}"
 
 
-def one_run(a: argparse.Namespace, p: argparse.ArgumentParser, method: str,
-            truncation: int, seed: int, images: torch.Tensor,
+def one_run(a: "HyperoptOptions", method: str, truncation: int, seed: int,
+            images: torch.Tensor,
             labels: torch.Tensor) -> Dict[str, Any]:
     """Meta-train one (method, truncation, seed), or read its result from
     ``--resume-dir`` where an earlier run finished it."""
@@ -113,15 +113,7 @@ def one_run(a: argparse.Namespace, p: argparse.ArgumentParser, method: str,
     if path is not None and path.is_file():
         print(f"{name}: read from {path}", flush=True)
         return json.loads(path.read_text())
-    cfg = HyperoptConfig(
-        method=method, truncation=truncation, meta_steps=a.meta_steps,
-        inner_steps=a.inner_steps, batch_size=a.batch_size,
-        meta_lr=a.meta_lr, seed=seed, rbp_init=a.rbp_init,
-        final_batch=a.final_batch)
-    try:
-        cfg.check()
-    except ValueError as err:
-        p.error(str(err))
+    cfg = a.run_config(method, truncation, seed)
     every = max(1, a.meta_steps // 10)
 
     def show(rec) -> None:
@@ -140,45 +132,60 @@ def one_run(a: argparse.Namespace, p: argparse.ArgumentParser, method: str,
     return result
 
 
+@dataclass
+class HyperoptOptions(SweepOptions):
+    """The experiment's options (each a flag: ``--meta-steps`` ...)."""
+
+    method: List[str] = opt(factory=lambda: ["neumann"],
+                            choices=HYPEROPT_METHODS,
+                            help="hypergradient methods")
+    truncation: List[int] = opt(
+        factory=lambda: [50], minimum=1,
+        help="TBPTT steps / RBP iterations / Neumann terms")
+    meta_steps: int = opt(100, minimum=1, help="Adam steps on the "
+                                               "hyperparameters")
+    inner_steps: int = opt(100, minimum=1, help="SGD steps of the inner "
+                                                "training")
+    batch_size: int = opt(200, minimum=1, help="inner mini-batch size")
+    meta_lr: float = opt(0.05, nonnegative=True, help="meta Adam's step")
+    train: int = opt(5000, minimum=1,
+                     help="images that train the inner model (the rest "
+                          "are held out)")
+    final_batch: str = opt("full", choices=("full", "mini"),
+                           help="the RBP methods' last inner step on the "
+                                "whole training set (the authors') or its "
+                                "mini-batch")
+    rbp_init: str = opt("random", choices=("random", "uniform"),
+                        help="original RBP's start (uniform: the paper's)")
+    compare: bool = opt(False, help="also compute BPTT's hypergradient at "
+                                    "every meta-step and record the cosine")
+    seed: List[int] = opt(factory=lambda: [1234],
+                          help="seeds (the initial weights and "
+                               "mini-batches)")
+    def check(self) -> None:
+        super().check()
+        for method in self.method:  # every run's settings, before any runs
+            for k in self.truncation:
+                self.run_config(method, k, self.seed[0]).check()
+
+    def run_config(self, method: str, truncation: int,
+                   seed: int) -> HyperoptConfig:
+        """The library's settings of one (method, truncation, seed)."""
+        return HyperoptConfig(
+            method=method, truncation=truncation,
+            meta_steps=self.meta_steps, inner_steps=self.inner_steps,
+            batch_size=self.batch_size, meta_lr=self.meta_lr, seed=seed,
+            rbp_init=self.rbp_init, final_batch=self.final_batch)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--method", nargs="+", default=["neumann"],
-                   choices=HYPEROPT_METHODS)
-    p.add_argument("--truncation", type=int, nargs="+", default=[50],
-                   help="TBPTT steps / RBP iterations / Neumann terms")
-    p.add_argument("--meta-steps", type=int, default=100)
-    p.add_argument("--inner-steps", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument("--meta-lr", type=float, default=0.05)
-    p.add_argument("--train", type=int, default=5000,
-                   help="images that train the inner model (the rest are "
-                        "held out)")
-    p.add_argument("--final-batch", default="full", choices=("full", "mini"),
-                   help="the RBP methods' last inner step on the whole "
-                        "training set (the authors') or its mini-batch")
-    p.add_argument("--rbp-init", default="random",
-                   choices=("random", "uniform"),
-                   help="original RBP's start (uniform: the paper's)")
-    p.add_argument("--compare", action="store_true",
-                   help="also compute BPTT's hypergradient at every "
-                        "meta-step and record the cosine")
-    p.add_argument("--seed", type=int, nargs="+", default=[1234],
-                   help="seeds (the initial weights and mini-batches)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--data-root", default=None,
-                   help="folder holding MNIST/raw (default: "
-                        "$PYG_RBP_DATA_ROOT, then the cache)")
-    p.add_argument("--output-json", default=None)
-    p.add_argument("--resume-dir", default=None, metavar="DIR",
-                   help="keep each (method, truncation, seed) run's result "
-                        "here; a run whose result exists is read back")
-    p.add_argument("--plot", default=None, help="folder for the figures")
-    a = p.parse_args(argv)
+    return run_main(HyperoptOptions, run, argv, __doc__.split("\n")[0])
+
+
+def run(a: HyperoptOptions) -> int:
+    """Every (method, truncation, seed); the table, JSON and figures."""
     torch.set_num_threads(a.threads)
-    try:
-        images, labels = load_mnist(a.data_root)
-    except DatasetNotFoundError as err:
-        p.error(str(err))
+    images, labels = load_mnist(a.data_root)
     results: Dict[str, Dict[str, Any]] = {}
     print(f"{'run':<22}{'meta-step':>10}{'meta loss':>11}{'held out':>10}"
           f"{'s/step':>8}{'saved MiB':>10}{'cos BPTT':>9}")
@@ -188,10 +195,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 name = run_name(method, k, seed)
                 if method == "bptt" and k != a.truncation[0]:
                     continue  # BPTT has no truncation: once per seed
-                results[name] = one_run(a, p, method, k, seed, images,
+                results[name] = one_run(a, method, k, seed, images,
                                         labels)
     if a.output_json:
-        write_json(a.output_json, {"args": vars(a), "results": results})
+        write_json(a.output_json, {"args": a.to_dict(),
+                                   "results": results})
     if a.plot:  # the first truncation and seed of each method
         first = {}
         for r in results.values():

@@ -18,10 +18,11 @@ pick (marked as baselines) and the layer's GRU step (its default before
 """
 from __future__ import annotations
 
-import argparse
+import sys
 import time
 import warnings
-from typing import Callable, Dict, List
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,7 @@ from torch_geometric.utils import stochastic_blockmodel_graph
 
 from pyg_rbp import METHODS, ConvergenceWarning, RBPGatedGraphConv
 from pyg_rbp.utils import SavedTensorMeter, write_json
+from pyg_rbp.utils.cli import Options, opt, run_main
 
 #: The baselines: (row name, layer builder for ``hidden`` channels). PyG's
 #: GatedGraphConv at its best depth on this data (over 5 seeds, 1 / 2 / 3
@@ -71,7 +73,7 @@ class Net(torch.nn.Module):
         return self.classifier(self.conv(h, edge_index))
 
 
-def ours(method: str, args: argparse.Namespace, **kwargs) -> Callable:
+def ours(method: str, args: "QuickstartOptions", **kwargs) -> Callable:
     """A builder of RBPGatedGraphConv at its defaults but ``method`` (and
     the step count and symmetric normalisation of this example)."""
     return lambda c: RBPGatedGraphConv(c, num_layers=args.num_layers,
@@ -80,7 +82,7 @@ def ours(method: str, args: argparse.Namespace, **kwargs) -> Callable:
                                        normalize=True, **kwargs)
 
 
-def train(method: str, seed: int, args: argparse.Namespace,
+def train(method: str, seed: int, args: "QuickstartOptions",
           make_conv: Callable[[int], torch.nn.Module] = None) -> dict:
     """Train one model; its test accuracy and what its layer reported."""
     x, edge_index, y, train_idx, test_idx = make_data(seed)
@@ -139,24 +141,33 @@ def row(name: str, runs: List[dict]) -> str:
             f"{mean('saved_mib'):>10.2f}{mean('s_per_epoch'):>9.3f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", default="all",
-                        choices=("all", ) + tuple(METHODS))
-    parser.add_argument("--num-layers", type=int, default=100,
-                        help="the most propagation steps (the layer's "
-                             "default)")
-    parser.add_argument("--backward-steps", type=int, default=None,
-                        help="adjoint iterations (default: the layer's)")
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
-                        help="seeds to train (the table shows their mean)")
-    parser.add_argument("--no-baselines", dest="baselines",
-                        action="store_false",
-                        help="skip the PyG layers and the GRU step")
-    parser.add_argument("--output-json", default=None,
-                        help="write every run's record here")
-    args = parser.parse_args()
+@dataclass
+class QuickstartOptions(Options):
+    """The quick start's options (each a flag)."""
+
+    method: str = opt("all", choices=("all", ) + tuple(METHODS),
+                      help="a gradient method, or all of them")
+    num_layers: int = opt(100, minimum=1,
+                          help="the most propagation steps (the layer's "
+                               "default)")
+    backward_steps: Optional[int] = opt(
+        None, minimum=1, help="adjoint iterations (unset: the layer's)")
+    epochs: int = opt(50, minimum=1, help="training epochs")
+    seeds: List[int] = opt(factory=lambda: [0],
+                           help="seeds to train (the table shows their mean)")
+    baselines: bool = opt(True, help="also train the PyG layers and the GRU "
+                                     "step (--no-baselines: skip them)")
+    output_json: Optional[str] = opt(None, metavar="PATH",
+                                     help="write every run's record here")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_main(QuickstartOptions, compare, argv,
+                    __doc__.splitlines()[0])
+
+
+def compare(args: QuickstartOptions) -> None:
+    """Train every method (and the baselines) and print the table."""
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
     # the layer's default first, then the paper's methods, then the others
@@ -191,8 +202,9 @@ def main() -> None:
         for text in texts:
             print(f"[{name}] {text}")
     if args.output_json:
-        write_json(args.output_json, {"args": vars(args), "runs": records})
+        write_json(args.output_json, {"args": args.to_dict(),
+                                      "runs": records})
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,4 +1,5 @@
-"""Small helpers shared by the package, examples and benchmarks."""
+"""Small helpers shared by the package, examples and benchmarks (the
+command-line and report helpers are in :mod:`pyg_rbp.utils.cli`)."""
 from .memory import SavedTensorMeter, tensor_bytes
 from .records import portable, write_json
 

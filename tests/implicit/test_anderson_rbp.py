@@ -158,16 +158,11 @@ def test_the_adjoints_ridge_keeps_the_mixing_a_krylov_method() -> None:
     quick start's model trained 50 epochs, then in float64 the default
     needs under half the products of lam=1e-4, and its gradient is that of
     GMRES solved to 1e-11."""
-    import importlib.util
-    from pathlib import Path
-
     import torch.nn.functional as F
 
     from pyg_rbp import GMRES
-    path = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
-    spec = importlib.util.spec_from_file_location("quickstart", path)
-    qs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(qs)
+    from benchmarks import harness
+    qs = harness.example("quickstart")
     x, edge_index, y, train, _ = qs.make_data(0)
     torch.manual_seed(0)
     model = qs.Net(16, 32, 4, RBPGatedGraphConv(32, num_layers=100,

@@ -311,14 +311,9 @@ def test_the_quick_start_seed_that_failed_before_trains() -> None:
     GRU step, every call unrolled): at the new default every training call
     converges, none is unrolled, and it reaches the level of the layers
     it replaces (PyG's GatedGraphConv 0.952 over 5 seeds, APPNP 0.971)."""
-    import importlib.util
-    import pathlib
-    path = pathlib.Path(__file__).parents[2] / "examples" / "quickstart.py"
-    spec = importlib.util.spec_from_file_location("quickstart", path)
-    quickstart = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quickstart)
-    import argparse
-    args = argparse.Namespace(num_layers=100, backward_steps=None, epochs=50)
+    from benchmarks import harness
+    quickstart = harness.example("quickstart")
+    args = quickstart.QuickstartOptions(num_layers=100, epochs=50)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         record = quickstart.train("hybrid", 3, args)
