@@ -125,7 +125,7 @@ def one_run(a: "HyperoptOptions", method: str, truncation: int, seed: int,
                   f"{rec.saved_bytes / 2**20:>10.1f}{cos:>9}", flush=True)
     result = meta_train(cfg, images, labels, train=a.train,
                         compare=a.compare and method != "bptt",
-                        progress=show).to_dict()
+                        progress=show, compare_every=a.compare_every).to_dict()
     if path is not None:  # whole or not at all
         write_json(path.with_suffix(".tmp"), result)
         path.with_suffix(".tmp").replace(path)
@@ -159,6 +159,9 @@ class HyperoptOptions(SweepOptions):
                         help="original RBP's start (uniform: the paper's)")
     compare: bool = opt(False, help="also compute BPTT's hypergradient at "
                                     "every meta-step and record the cosine")
+    compare_every: int = opt(1, minimum=1,
+                             help="with --compare: only at every N-th "
+                                  "meta-step (and the last)")
     seed: List[int] = opt(factory=lambda: [1234],
                           help="seeds (the initial weights and "
                                "mini-batches)")

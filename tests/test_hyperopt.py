@@ -2,6 +2,7 @@
 finite differences, one meta-step in seconds, the example's JSON and plot."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -103,6 +104,15 @@ def test_one_meta_step_in_seconds() -> None:
     assert -1 <= first.cosine_bptt <= 1
     assert first.log_lr != second.log_lr  # Adam moved the hyperparameters
     assert first.saved_bytes > 0 and first.heldout_loss > 0
+    sparse = meta_train(dataclasses.replace(cfg, meta_steps=4), images,
+                        labels, train=80, compare=True, compare_every=2)
+    # the first, every second and the last meta-step: same hypergradients
+    assert [r.cosine_bptt is not None for r in sparse.records] == [
+        True, False, True, True]
+    assert sparse.records[0].cosine_bptt == first.cosine_bptt
+    assert sparse.records[1].log_lr == second.log_lr
+    with pytest.raises(ValueError, match="'compare_every' must be >= 1"):
+        meta_train(cfg, images, labels, train=80, compare_every=0)
     with pytest.raises(ValueError, match="'truncation' must be at most"):
         HyperoptConfig(truncation=200).check()
     with pytest.raises(ValueError, match="'method' must be one of"):
