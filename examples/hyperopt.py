@@ -27,17 +27,19 @@ trained again, so an interrupted sweep continues where it stopped.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from pyg_rbp.data.mnist import load_mnist
 from pyg_rbp.hyperopt import HYPEROPT_METHODS, HyperoptConfig, meta_train
 from pyg_rbp.utils import write_json
-from pyg_rbp.utils.cli import SweepOptions, opt, run_main
+from pyg_rbp.utils.cli import (SweepOptions, Table, number, opt, run_main,
+                               spread)
 
 NAMES = {"bptt": "BPTT", "tbptt": "TBPTT", "fixed_point": "RBP",
          "neumann": "Neumann-RBP"}
@@ -45,14 +47,18 @@ NAMES = {"bptt": "BPTT", "tbptt": "TBPTT", "fixed_point": "RBP",
 
 def _figure(panels: List[tuple], path: Path) -> Path:
     """One row of panels, each ``(curves, axis settings)`` with ``curves``
-    a list of ``(label, xs, ys, style)``; saved to ``path``."""
+    a list of ``(label, xs, ys, style)``, or ``(label, xs, ys, style, (lows,
+    highs))`` drawn with a shaded band; saved to ``path``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     for ax, (curves, settings) in zip(axes, panels):
-        for label, xs, ys, style in curves:
-            ax.plot(xs, ys, style, label=label)
+        for label, xs, ys, style, *band in curves:
+            line, = ax.plot(xs, ys, style, label=label)
+            if band:
+                ax.fill_between(xs, *band[0], color=line.get_color(),
+                                alpha=0.2)
         ax.set(**settings)
         ax.legend()
     fig.tight_layout()
@@ -93,6 +99,81 @@ def plot(results: Dict[str, dict], folder: Path) -> List[Path]:
                  (moms, dict(xlabel=tensor_axis, ylabel="momentum",
                              title="learned momenta"))],
                 folder / "hyperopt_hyperparameters.png")]
+
+
+def _groups(results: Dict[str, dict]) -> Dict[Tuple[str, Optional[int]],
+                                             List[dict]]:
+    """(method, K; None for BPTT) -> its runs over the seeds."""
+    groups: Dict[Tuple[str, Optional[int]], List[dict]] = {}
+    for r in results.values():
+        method = r["config"]["method"]
+        k = None if method == "bptt" else r["config"]["truncation"]
+        groups.setdefault((method, k), []).append(r)
+    return groups
+
+
+def _cosines(run: dict) -> List[Tuple[int, float]]:
+    return [(rec["meta_step"], rec["cosine_bptt"]) for rec in run["records"]
+            if rec.get("cosine_bptt") is not None]
+
+
+def summary(results: Dict[str, dict]) -> Table:
+    """Per (method, K), over its seeds: the last meta-step's meta and
+    held-out losses (mean ± std), time and memory of a meta-step, and the
+    cosine to BPTT's hypergradient (each seed's mean over the meta-steps
+    where it was taken, then mean ± std over seeds; and the lowest)."""
+    table = Table("method", "K", "seeds", "final meta loss",
+                  "final held-out loss", "s / meta-step", "saved MiB",
+                  "cosine to BPTT", "lowest cosine")
+    for (method, k), runs in _groups(results).items():
+        last = [r["records"][-1] for r in runs]
+        cos = [[c for _, c in _cosines(r)] for r in runs]
+        table.add(NAMES[method], k, len(runs),
+                  spread([x["meta_loss"] for x in last], ".4f"),
+                  spread([x["heldout_loss"] for x in last], ".4f"),
+                  number(statistics.mean(rec["seconds"] for r in runs
+                                         for rec in r["records"]), ".2f"),
+                  number(max(rec["saved_bytes"] for r in runs
+                             for rec in r["records"]) / 2**20, ".0f"),
+                  spread([statistics.mean(c) for c in cos if c], ".3f"),
+                  number(min((v for c in cos for v in c), default=None),
+                         ".3f"))
+    return table
+
+
+def plot_seeds(results: Dict[str, dict], folder: Path) -> Path:
+    """The meta-loss and the cosine to BPTT against the meta-step, per
+    (method, K): the mean over seeds with the band from the lowest to the
+    highest seed."""
+    losses, cosines = [], []
+    for i, ((method, k), runs) in enumerate(_groups(results).items()):
+        label = NAMES[method] + ("" if k is None else f" K={k}")
+        steps = min(len(r["records"]) for r in runs)
+        curves = [[rec["meta_loss"] for rec in r["records"][:steps]]
+                  for r in runs]
+        losses.append((label, range(steps),
+                       [statistics.mean(v) for v in zip(*curves)], f"C{i}-",
+                       ([min(v) for v in zip(*curves)],
+                        [max(v) for v in zip(*curves)])))
+        per_step: Dict[int, List[float]] = {}
+        for r in runs:
+            for step, c in _cosines(r):
+                per_step.setdefault(step, []).append(c)
+        if per_step:
+            xs = sorted(per_step)
+            cosines.append((label, xs,
+                            [statistics.mean(per_step[x]) for x in xs],
+                            f"C{i}o-",
+                            ([min(per_step[x]) for x in xs],
+                             [max(per_step[x]) for x in xs])))
+    folder.mkdir(parents=True, exist_ok=True)
+    return _figure([(losses, dict(xlabel="meta-step",
+                                  ylabel="meta training loss",
+                                  title="meta-loss (mean, band: seeds)")),
+                    (cosines, dict(xlabel="meta-step",
+                                   ylabel="cosine to BPTT's hypergradient",
+                                   title="hypergradient quality"))],
+                   folder / "hyperopt_seeds.png")
 
 
 def run_name(method: str, truncation: int, seed: int) -> str:
@@ -203,11 +284,13 @@ def run(a: HyperoptOptions) -> int:
     if a.output_json:
         write_json(a.output_json, {"args": a.to_dict(),
                                    "results": results})
+    print(f"\n{summary(results)}")
     if a.plot:  # the first truncation and seed of each method
         first = {}
         for r in results.values():
             first.setdefault(r["config"]["method"], r)
-        for path in plot(first, Path(a.plot)):
+        for path in [*plot(first, Path(a.plot)),
+                     plot_seeds(results, Path(a.plot))]:
             print(f"wrote {path}")
     return 0
 

@@ -11,7 +11,8 @@ from typing import List, Optional
 import pytest
 
 from pyg_rbp.utils.cli import (SweepOptions, Table, build_parser,
-                               number, opt, parse_config, run_main, share)
+                               number, opt, parse_config, run_main, share,
+                               spread)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,6 +96,8 @@ def test_table_and_cells() -> None:
     assert number(3.14159, ".2f") == "3.14"
     assert share(None) == "-" and share(float("nan")) == "-"
     assert share(0.5) == "50 %"
+    assert spread([]) == "-" and spread([0.5]) == "0.5 ± 0.0"
+    assert spread([0.1, 0.3], ".1f", scale=100) == "20.0 ± 10.0"  # pstdev
 
 
 @pytest.mark.slow

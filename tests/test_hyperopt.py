@@ -138,7 +138,9 @@ def test_example_writes_json_and_plots(tmp_path) -> None:
     assert set(result) == {"bptt_s1234", "neumann_K2_s1234"}
     assert len(result["neumann_K2_s1234"]["records"]) == 2
     assert result["neumann_K2_s1234"]["records"][0]["cosine_bptt"] is not None
-    for name in ("hyperopt_losses.png", "hyperopt_hyperparameters.png"):
+    assert "| Neumann-RBP | 2 | 1 |" in proc.stdout  # the summary over seeds
+    for name in ("hyperopt_losses.png", "hyperopt_hyperparameters.png",
+                 "hyperopt_seeds.png"):
         assert (tmp_path / "img" / name).read_bytes()[:4] == b"\x89PNG"
     # several truncations and seeds, resumable: BPTT once per seed; a second
     # run reads every result back instead of training

@@ -31,7 +31,7 @@ from .._checks import check_choice, check_int, check_tol
 
 __all__ = ["Options", "SweepOptions", "opt", "field_help", "build_parser",
            "parse_config", "print_config", "print_rows", "run_main",
-           "Table", "number", "share"]
+           "Table", "number", "share", "spread"]
 
 
 def opt(default: Any = dataclasses.MISSING, help: Optional[str] = None,
@@ -243,6 +243,18 @@ def number(value: Optional[float], spec: str = ".1f",
 def share(value: Optional[float]) -> str:
     """A share (0..1) as a whole percentage, ``'-'`` where none counts."""
     return "-" if value is None or value != value else f"{100 * value:.0f} %"
+
+
+def spread(values: Sequence[float], spec: str = ".1f",
+           scale: float = 1.0) -> str:
+    """``mean ± std`` of ``values`` (the population standard deviation,
+    0 for one value), each scaled and formatted; ``'-'`` for none."""
+    if not values:
+        return "-"
+    xs = [scale * v for v in values]
+    mean = sum(xs) / len(xs)
+    std = (sum((x - mean) ** 2 for x in xs) / len(xs)) ** 0.5
+    return f"{format(mean, spec)} ± {format(std, spec)}"
 
 
 class Table:
