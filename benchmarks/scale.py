@@ -175,6 +175,7 @@ def table(records: List[Dict], cap_gib: float) -> str:
                     number(growth_exponent(ok), ".2f"))
     return f"{steps}\n\n{largest}"
 
+
 def plot(records: List[Dict], out_dir: str) -> None:
     fig, ax = harness.subplots(figsize=(6, 4.5))
     peaks = {name: [(r["nodes"], r["peak_mem_bytes"] / 2**20)

@@ -26,10 +26,7 @@ from typing import List, Optional
 
 from pyg_rbp.lightning import BabiTrainConfig, train_babi
 from pyg_rbp.lightning.config import print_rows, run_example
-
-
-def _fmt(value: Optional[float], digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+from pyg_rbp.utils.cli import number
 
 
 DESCRIPTION = "GGNN + RBP on GGNN's symbolic bAbI tasks (Lightning)."
@@ -43,16 +40,16 @@ def print_table(r: dict) -> None:
     for run in r["runs"]:
         print(f"| {run['fold']} | {run['question_type']} "
               f"| {100 * run['test_acc']:.1f} % | {run['best_epoch']} "
-              f"| {_fmt(run['forward_steps'])} "
-              f"| {_fmt(run['backward_steps'])} |")
+              f"| {number(run['forward_steps'])} "
+              f"| {number(run['backward_steps'])} |")
     rows = [("task", str(r["task"])),
             ("method", r["method"]),
             ("runs (fold x question type)", str(len(r["runs"]))),
             ("test acc (val-selected)",
              f"{100 * r['test_acc']:.1f} ± {100 * r['test_acc_std']:.1f} %"),
             ("val acc (last epoch)", f"{100 * r['final_val_acc']:.1f} %"),
-            ("forward steps / call", _fmt(r["forward_steps"])),
-            ("backward steps / call", _fmt(r["backward_steps"])),
+            ("forward steps / call", number(r["forward_steps"])),
+            ("backward steps / call", number(r["backward_steps"])),
             ("wall time", f"{r['wall_s']:.0f} s")]
     print_rows(rows)
 

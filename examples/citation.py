@@ -25,14 +25,10 @@ from typing import List, Optional
 
 from pyg_rbp.lightning import TrainConfig, train_node_classifier
 from pyg_rbp.lightning.config import print_rows, run_example
+from pyg_rbp.utils.cli import share
 
 
 DESCRIPTION = "GGNN + RBP node classification (Lightning)."
-
-
-def share(value: Optional[float]) -> str:
-    """A share of training calls as a percentage ('-' where none counts)."""
-    return "-" if value is None else f"{100 * value:.0f} %"
 
 
 def print_table(r: dict) -> None:

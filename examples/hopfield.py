@@ -25,8 +25,8 @@ import json
 import sys
 import time
 import warnings
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch

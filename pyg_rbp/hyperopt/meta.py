@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .._checks import check_int
 from ..implicit import BPTT, TBPTT, FixedPoint, GradientMethod, Neumann, rbp
 from .inner import (LAYERS, SGDMomentumStep, batch_schedule, init_mlp,
                     mlp_loss)
@@ -183,7 +184,6 @@ def meta_train(cfg: HyperoptConfig, images: Tensor, labels: Tensor,
             other methods', so comparing every 10th meta-step makes a
             run about 2.5x shorter.
     """
-    from .._checks import check_int
     from ..utils import SavedTensorMeter
     cfg.check()
     check_int("compare_every", compare_every, 1)

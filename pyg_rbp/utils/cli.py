@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import sys
 import typing
 from dataclasses import dataclass
@@ -252,9 +253,8 @@ def spread(values: Sequence[float], spec: str = ".1f",
     if not values:
         return "-"
     xs = [scale * v for v in values]
-    mean = sum(xs) / len(xs)
-    std = (sum((x - mean) ** 2 for x in xs) / len(xs)) ** 0.5
-    return f"{format(mean, spec)} ± {format(std, spec)}"
+    return (f"{format(statistics.mean(xs), spec)} ± "
+            f"{format(statistics.pstdev(xs), spec)}")
 
 
 class Table:
