@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyg_rbp.hyperopt import (HyperoptConfig, batch_schedule, hypergradient,
-                              init_mlp, meta_train)
+from pyg_rbp.hyperopt import (HyperoptConfig, SGDMomentumStep,
+                              batch_schedule, hypergradient, init_mlp,
+                              meta_train, mlp_loss, mlp_loss_and_grad)
 from tests.conftest import shared_data_root
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,45 @@ def test_batch_schedule_reshuffles_each_epoch() -> None:
     assert not set(batches[0].tolist()) & set(batches[1].tolist())
     with pytest.raises(ValueError, match="'batch_size' must be in"):
         batch_schedule(10, 11, 1, gen)
+
+
+@pytest.mark.parametrize("layers", [(12, 3), (12, 8, 3), (12, 8, 5, 3)])
+def test_hand_written_gradient_is_autograds(layers) -> None:
+    gen = torch.Generator().manual_seed(3)
+    x, y = _data()
+    params = [3 * p.double() for p in init_mlp(layers, gen)]
+    with torch.no_grad():
+        loss, grads = mlp_loss_and_grad(params, x, y)
+    leaves = [p.clone().requires_grad_(True) for p in params]
+    ref = mlp_loss(leaves, x, y)
+    ref_grads = torch.autograd.grad(ref, leaves)
+    assert abs(float(loss) - float(ref)) < 1e-12
+    assert float(loss) > 0.1  # not a trivially zero gradient
+    for g, r in zip(grads, ref_grads):
+        assert g.shape == r.shape
+        assert float(r.abs().max()) > 1e-4
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_no_grad_step_equals_the_recorded_step() -> None:
+    """The unrecorded inner step (hand-written gradient, fused update) is
+    the recorded one, numbers and losses."""
+    _, hyper, init, batches, x, y = _setup("bptt")
+    state = tuple([p.clone() for p in init] +
+                  [0.1 * torch.ones_like(p) for p in init])
+    runs = []
+    for grad in (False, True):
+        step = SGDMomentumStep(x, y, *hyper, batches, last_full=True)
+        with torch.set_grad_enabled(grad):
+            out = step(step(state))  # a mini-batch step, then the full one
+        runs.append(([t.detach() for t in out], step.losses))
+    (fast, fast_losses), (slow, slow_losses) = runs
+    assert len(fast_losses) == 2 and fast_losses == pytest.approx(
+        slow_losses, rel=1e-12)
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert any(float((a - s).abs().max()) > 1e-3
+               for a, s in zip(fast, state))  # the step moved the state
 
 
 @pytest.mark.slow
