@@ -40,6 +40,7 @@ CONTENDERS: Dict[str, List[str]] = {
     "neumann": ["--method", "neumann"],
     "bptt": ["--method", "bptt"],
     "pyg": ["--conv", "pyg", "--method", "bptt"],
+    "none": ["--conv", "none", "--method", "bptt"],
     "untyped": ["--method", "neumann", "--no-edge-types"],
     "batch-wide": ["--method", "neumann", "--batch-wide-stopping"],
 }

@@ -7,6 +7,8 @@
     python examples/graph_classification.py --dataset MUTAG --conv pyg \
         --method bptt --num-layers 5          # PyG's GatedGraphConv baseline
                                               # (pyg_rbp.models.pyg_gated_factory)
+    python examples/graph_classification.py --dataset NCI1 --conv none \
+        --method bptt        # no propagation: the structure-agnostic reference
     python examples/graph_classification.py --dataset NCI1 --accelerator gpu
     python examples/graph_classification.py --dataset ENZYMES \
         --splits errica --node-attributes  # Errica et al.'s fixed folds
@@ -34,7 +36,7 @@ from typing import Any, Dict, List, Optional
 
 from pyg_rbp.lightning import GraphTrainConfig, train_graph_classifier
 from pyg_rbp.lightning.config import opt, print_rows, run_example
-from pyg_rbp.models import pyg_gated_factory
+from pyg_rbp.models import no_graph_factory, pyg_gated_factory
 
 DESCRIPTION = "GGNN + RBP graph classification (Lightning, k-fold)."
 
@@ -43,23 +45,28 @@ DESCRIPTION = "GGNN + RBP graph classification (Lightning, k-fold)."
 class ExampleConfig(GraphTrainConfig):
     """The library's options plus the baseline switch of this example."""
 
-    conv: str = opt("rbp", choices=("rbp", "pyg"),
+    conv: str = opt("rbp", choices=("rbp", "pyg", "none"),
                     help="rbp: our layer; pyg: PyG's GatedGraphConv (BPTT, "
-                         "untied, no edge types; pyg_rbp.models.pyg_gated_factory)")
+                         "untied, no edge types; pyg_rbp.models.pyg_gated_factory); "
+                         "none: no propagation, the structure-agnostic "
+                         "reference (pyg_rbp.models.no_graph_factory)")
 
     def check(self) -> None:
         super().check()
-        if self.conv == "pyg" and self.method != "bptt":
-            raise ValueError(f"--conv pyg (PyG's GatedGraphConv) trains by "
-                             f"BPTT only; drop --method {self.method} or use "
-                             f"--method bptt")
+        if self.conv != "rbp" and self.method != "bptt":
+            what = {"pyg": "PyG's GatedGraphConv trains by BPTT only",
+                    "none": "no propagation has no fixed point to "
+                            "differentiate"}[self.conv]
+            raise ValueError(f"--conv {self.conv}: {what}; use --method "
+                             f"bptt (got --method {self.method})")
 
 
 def train(cfg: ExampleConfig) -> Dict[str, Any]:
     if cfg.conv == "rbp":
         return train_graph_classifier(cfg)
-    return train_graph_classifier(cfg, conv_factory=pyg_gated_factory(
-        cfg.num_layers))
+    factory = no_graph_factory() if cfg.conv == "none" else \
+        pyg_gated_factory(cfg.num_layers)
+    return train_graph_classifier(cfg, conv_factory=factory)
 
 
 def print_table(r: dict) -> None:

@@ -13,7 +13,7 @@ import pytest
 from pyg_rbp.lightning import (GraphTrainConfig, select_epoch,
                                train_graph_classifier)
 from pyg_rbp.lightning.graph_run import optimistic_figures
-from pyg_rbp.models import pyg_gated_factory
+from pyg_rbp.models import no_graph_factory, pyg_gated_factory
 from tests.data.test_tu import needs_tu
 from tests.conftest import shared_data_root
 from tests.lightning.ddp_common import assert_synchronised, run_two_ranks
@@ -83,6 +83,19 @@ def test_pyg_baseline_runs_on_typed_data(tmp_path, cache_dir) -> None:
         conv_factory=pyg_gated_factory(3))
     assert result["folds"][0]["edge_types"] == 1
     assert result["conv"] == "pyg"
+
+
+@needs_tu
+def test_graph_blind_reference_runs(tmp_path) -> None:
+    """The structure-agnostic reference (no propagation) trains through
+    the same run and is named in the report."""
+    result = train_graph_classifier(GraphTrainConfig(
+        dataset="MUTAG", data_root=str(shared_data_root()), fold=[0],
+        max_epochs=2, method="bptt", accelerator="cpu",
+        output_dir=str(tmp_path / "out")), conv_factory=no_graph_factory())
+    assert result["conv"] == "none"
+    assert result["folds"][0]["edge_types"] == 1
+    assert 0.3 <= result["test_acc"] <= 1.0
 
 
 def test_bad_configs_are_refused_before_training() -> None:

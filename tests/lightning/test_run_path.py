@@ -108,6 +108,12 @@ def test_config_file_then_flags(tmp_path) -> None:
          "--print-config", "--conv", "pyg", "--method", "bptt"],
         capture_output=True, text=True, check=True)
     assert "conv: pyg" in out.stdout and "method: bptt" in out.stdout
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "graph_classification.py"),
+         "--print-config", "--conv", "none"], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "--conv none: no propagation" in refused.stderr
+    assert "--method bptt (got --method hybrid)" in refused.stderr
 
 
 @pytest.mark.parametrize("cls, kwargs, match", [

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from pyg_rbp.models import (GatedReadout, PygGatedGraphConv,
-                            RBPGraphClassifier, pyg_gated_factory)
+from pyg_rbp.models import (GatedReadout, NoGraphConv, PygGatedGraphConv,
+                            RBPGraphClassifier, no_graph_factory,
+                            pyg_gated_factory)
 from tests.conftest import random_graph
 
 
@@ -115,6 +116,30 @@ def test_a_layer_of_ones_own() -> None:
         RBPGraphClassifier(4, 16, 2, conv="pyg")
     with pytest.raises(ValueError, match="'num_layers' must be >= 1"):
         pyg_gated_factory(0)
+
+
+def test_the_graph_blind_reference_ignores_the_edges() -> None:
+    """no_graph_factory: h = 0, so the model is a function of the node
+    features' multiset: the same logits with the edges dropped or the
+    nodes of a graph permuted, and encoder -> readout of [0, x] -> head."""
+    data = _batch()
+    torch.manual_seed(0)
+    model = RBPGraphClassifier(4, 16, 2, conv=no_graph_factory()).eval()
+    assert isinstance(model.conv, NoGraphConv) and model.stats is None
+    assert not list(model.conv.parameters())
+    out = model(data.x, data.edge_index, data.batch)
+    empty = torch.empty(2, 0, dtype=torch.long)
+    torch.testing.assert_close(model(data.x, empty, data.batch), out)
+    perm = torch.arange(data.num_nodes)
+    first = (data.batch == 0).nonzero().view(-1)
+    perm[first] = first.flip(0)
+    torch.testing.assert_close(model(data.x[perm], empty, data.batch), out)
+    x = model.encoder(data.x).relu()
+    g = model.gated(torch.cat([torch.zeros_like(x), x], -1), data.batch, 3)
+    torch.testing.assert_close(out, model.head(g))
+    # and it is not constant: the features decide
+    assert float((out - model(data.x.flip(0), empty, data.batch)).abs()
+                 .max()) > 1e-4
 
 
 @pytest.mark.parametrize("kwargs, err, match", [
