@@ -60,6 +60,8 @@ def test_hand_written_gradient_is_autograds(layers) -> None:
     with torch.no_grad():
         loss, grads = mlp_loss_and_grad(params, x, y)
     leaves = [p.clone().requires_grad_(True) for p in params]
+    again, _ = mlp_loss_and_grad(leaves, x, y)  # grad mode on: no graph
+    assert not again.requires_grad and float(again) == float(loss)
     ref = mlp_loss(leaves, x, y)
     ref_grads = torch.autograd.grad(ref, leaves)
     assert abs(float(loss) - float(ref)) < 1e-12

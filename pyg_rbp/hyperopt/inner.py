@@ -78,28 +78,30 @@ def mlp_loss_and_grad(params: Sequence[Tensor], x: Tensor, y: Tensor
 
     The same numbers as :func:`torch.autograd.grad` of :func:`mlp_loss` (to
     rounding), at less cost: the inner steps that RBP and TBPTT do not
-    record run through here.
+    record run through here. Always without a graph, whatever the grad
+    mode.
     """
-    hidden = [x]
-    last = len(params) - 2
-    for i in range(0, len(params), 2):
-        z = torch.addmm(params[i + 1], hidden[-1], params[i].t())
-        if i < last:
-            hidden.append(torch.tanh(z))
-    log_p = torch.log_softmax(z, dim=1)
-    rows = torch.arange(y.numel(), device=y.device)
-    loss = -log_p[rows, y].mean()
-    delta = log_p.exp()
-    delta[rows, y] -= 1.0
-    delta /= y.numel()
-    grads: List[Tensor] = [delta] * len(params)
-    for i in range(last, -1, -2):
-        h = hidden[i // 2]
-        grads[i] = delta.t() @ h
-        grads[i + 1] = delta.sum(0)
-        if i > 0:
-            delta = (delta @ params[i]).mul_(1.0 - h * h)
-    return loss, grads
+    with torch.no_grad():
+        hidden = [x]
+        last = len(params) - 2
+        for i in range(0, len(params), 2):
+            z = torch.addmm(params[i + 1], hidden[-1], params[i].t())
+            if i < last:
+                hidden.append(torch.tanh(z))
+        log_p = torch.log_softmax(z, dim=1)
+        rows = torch.arange(y.numel(), device=y.device)
+        loss = -log_p[rows, y].mean()
+        delta = log_p.exp()
+        delta[rows, y] -= 1.0
+        delta /= y.numel()
+        grads: List[Tensor] = [delta] * len(params)
+        for i in range(last, -1, -2):
+            h = hidden[i // 2]
+            grads[i] = delta.t() @ h
+            grads[i + 1] = delta.sum(0)
+            if i > 0:
+                delta = (delta @ params[i]).mul_(1.0 - h * h)
+        return loss, grads
 
 
 def batch_schedule(num_examples: int, batch_size: int, steps: int,
