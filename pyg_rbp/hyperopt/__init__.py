@@ -8,6 +8,6 @@ from .meta import (HYPEROPT_METHODS, HyperoptConfig, HyperoptResult,
                    MetaRecord, hypergradient, meta_train, split_mnist)
 
 __all__ = ["LAYERS", "SGDMomentumStep", "batch_schedule", "init_mlp",
-           "mlp_logits", "mlp_loss", "mlp_loss_and_grad", "HYPEROPT_METHODS", "HyperoptConfig",
-           "HyperoptResult", "MetaRecord", "hypergradient", "meta_train",
-           "split_mnist"]
+           "mlp_logits", "mlp_loss", "mlp_loss_and_grad", "HYPEROPT_METHODS",
+           "HyperoptConfig", "HyperoptResult", "MetaRecord", "hypergradient",
+           "meta_train", "split_mnist"]

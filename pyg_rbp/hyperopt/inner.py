@@ -182,6 +182,8 @@ class SGDMomentumStep:
                              f"{len(state)} tensors)")
         weights, momenta = list(state[:k]), list(state[k:])
         xb, yb = self._batch()
+        alpha = self.log_lr.exp()
+        beta = torch.sigmoid(self.logit_mom)
         if torch.is_grad_enabled():
             # a weight without a graph (the start) gets a fresh leaf to
             # differentiate the loss by
@@ -189,19 +191,15 @@ class SGDMomentumStep:
                  for p in weights]
             loss = mlp_loss(w, xb, yb)
             grads = torch.autograd.grad(loss, w, create_graph=True)
-        else:
-            loss, grads = mlp_loss_and_grad(weights, xb, yb)
-        self._losses.append(loss.detach())
-        alpha = self.log_lr.exp()
-        beta = torch.sigmoid(self.logit_mom)
-        if torch.is_grad_enabled():
             new_v = [beta[i] * v - (1 - beta[i]) * g
                      for i, (v, g) in enumerate(zip(momenta, grads))]
             new_w = [p + alpha[i] * v for i, (p, v) in
                      enumerate(zip(weights, new_v))]
-        else:  # the same update in fewer kernels
+        else:  # the same step: gradient by hand, update in fewer kernels
+            loss, grads = mlp_loss_and_grad(weights, xb, yb)
             new_v = [torch.addcmul(v * b, g, c) for v, g, b, c in
                      zip(momenta, grads, beta.unbind(), (beta - 1).unbind())]
             new_w = [torch.addcmul(p, v, a) for p, v, a in
                      zip(weights, new_v, alpha.unbind())]
+        self._losses.append(loss.detach())
         return tuple(new_w + new_v)
