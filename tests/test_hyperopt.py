@@ -13,7 +13,10 @@ import torch
 
 from pyg_rbp.hyperopt import (HyperoptConfig, SGDMomentumStep,
                               batch_schedule, hypergradient, init_mlp,
-                              meta_train, mlp_loss, mlp_loss_and_grad)
+                              meta_train, mlp_hvp, mlp_loss,
+                              mlp_loss_and_grad)
+from pyg_rbp.implicit import CG, FixedPoint, Neumann, rbp
+from pyg_rbp.utils import SavedTensorMeter
 from tests.conftest import shared_data_root
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,8 +84,10 @@ def test_no_grad_step_equals_the_recorded_step() -> None:
     runs = []
     for grad in (False, True):
         step = SGDMomentumStep(x, y, *hyper, batches, last_full=True)
+        # weights with a graph take the autograd path (as BPTT's steps)
+        start = tuple(t.clone().requires_grad_(grad) for t in state)
         with torch.set_grad_enabled(grad):
-            out = step(step(state))  # a mini-batch step, then the full one
+            out = step(step(start))  # a mini-batch step, then the full one
         runs.append(([t.detach() for t in out], step.losses))
     (fast, fast_losses), (slow, slow_losses) = runs
     assert len(fast_losses) == 2 and fast_losses == pytest.approx(
@@ -91,6 +96,89 @@ def test_no_grad_step_equals_the_recorded_step() -> None:
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     assert any(float((a - s).abs().max()) > 1e-3
                for a, s in zip(fast, state))  # the step moved the state
+
+
+@pytest.mark.parametrize("layers", [(12, 3), (12, 8, 3), (12, 8, 5, 3)])
+def test_hand_written_hessian_vector_product_is_autograds(layers) -> None:
+    """mlp_hvp against autograd's double backward, at weights where the
+    tanh curvature matters (3x the initial scale)."""
+    gen = torch.Generator().manual_seed(4)
+    x, y = _data()
+    params = [30 * p.double() for p in init_mlp(layers, gen)]
+    vs = [torch.randn(p.shape, generator=gen, dtype=torch.double)
+          for p in params]
+    leaves = [p.clone().requires_grad_(True) for p in params]
+    grads = torch.autograd.grad(mlp_loss(leaves, x, y), leaves,
+                                create_graph=True)
+    ref = torch.autograd.grad(grads, leaves, vs)
+    product = mlp_hvp(params, x, y)
+    for _ in range(2):  # the cached passes serve every product alike
+        got = product(vs)
+        for g, r in zip(got, ref):
+            assert g.shape == r.shape and float(r.abs().max()) > 1e-4
+            torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="one per parameter"):
+        product(vs[:-1])
+
+
+def test_step_vjp_is_autograds_through_the_step() -> None:
+    """SGDMomentumStep.vjp_at (Hessian by hand) is the transposed Jacobian
+    autograd gives through the recorded step, on a mini-batch and on the
+    whole set; it refuses to run before the step has."""
+    _, _, init, batches, x, y = _setup("bptt")
+    # a rate and a momentum of their own per tensor: the curvature term
+    # weights each tensor's direction before the product, not after
+    hyper = (torch.tensor([-1.0, -0.5, -1.5, -2.0], dtype=torch.double),
+             torch.tensor([0.5, -1.0, 1.0, 0.0], dtype=torch.double))
+    step = SGDMomentumStep(x, y, *hyper, batches[:2], last_full=True)
+    with pytest.raises(RuntimeError, match="not been called yet"):
+        step.vjp_at(init)
+    gen = torch.Generator().manual_seed(5)
+    state = [3 * p.clone() for p in init] + \
+        [0.1 * torch.randn(p.shape, generator=gen, dtype=torch.double)
+         for p in init]
+    cot = [torch.randn(p.shape, generator=gen, dtype=torch.double)
+           for p in state]
+    for _ in range(2):  # the mini-batch step, then the whole-set one
+        leaves = [t.clone().requires_grad_(True) for t in state]
+        out = step(leaves)
+        ref = torch.autograd.grad(out, leaves, cot)
+        got = step.vjp_at(state)(cot)
+        for g, r in zip(got, ref):
+            torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+    step.release()
+    with pytest.raises(RuntimeError, match="not been called yet"):
+        step.vjp_at(state)
+
+
+@pytest.mark.parametrize("method", [Neumann(steps=6, tol=0.0),
+                                    FixedPoint(steps=6, tol=0.0),
+                                    CG(steps=6, tol=0.0)])
+def test_closed_form_products_give_the_autograd_hypergradient(method
+                                                               ) -> None:
+    """The RBP hypergradient with the step's own products equals the one by
+    autograd through the recorded step (the same step behind a lambda,
+    which offers no vjp_at); without CG's double-vjp the recorded step then
+    holds no graph of the gradient, so autograd saves less."""
+    _, hyper, init, batches, x, y = _setup("neumann")
+    runs = []
+    for wrapped in (False, True):
+        torch.manual_seed(0)  # FixedPoint's random start
+        step = SGDMomentumStep(x, y, *hyper, batches, last_full=True)
+        f = (lambda s: step(s)) if wrapped else step
+        state = tuple([p.clone() for p in init] +
+                      [torch.zeros_like(p) for p in init])
+        with SavedTensorMeter(track_peak=True) as meter:
+            out, stats = rbp(f, state, method=method, max_iter=6, tol=0.0)
+            loss = mlp_loss(list(out[:len(init)]), x, y)
+            grads = torch.autograd.grad(loss, hyper)
+        assert stats.backward_steps > 0
+        runs.append((torch.cat(grads), meter.peak_bytes))
+    (own, own_bytes), (auto, auto_bytes) = runs
+    assert float(own.abs().max()) > 1e-6
+    torch.testing.assert_close(own, auto, rtol=1e-9, atol=1e-12)
+    if not method.uses_jvp:
+        assert own_bytes < auto_bytes
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ hypergradient.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +104,95 @@ def mlp_loss_and_grad(params: Sequence[Tensor], x: Tensor, y: Tensor
         return loss, grads
 
 
+def mlp_hvp(params: Sequence[Tensor], x: Tensor, y: Tensor
+            ) -> Callable[[Sequence[Tensor]], List[Tensor]]:
+    r"""Hessian-vector products of :func:`mlp_loss` at ``params``, by hand
+    (no autograd graph): returns :math:`v \mapsto H v`,
+    :math:`H = \nabla^2_w \ell(w; x, y)`, with ``v`` and the result in the
+    layout of ``params``.
+
+    Pearlmutter's :math:`\mathcal{R}` operator,
+    :math:`\mathcal{R}\{f\} = \frac{d}{dr} f(w + r v)|_{r=0}`, through
+    :func:`mlp_loss_and_grad`'s passes. With :math:`V_l, c_l` the
+    directions of :math:`W_l, b_l`, :math:`s_l = 1 - h_l^2` and
+    :math:`p = \mathrm{softmax}(z_L)`, forward
+
+    .. math::
+        \mathcal{R} z_l = \mathcal{R} h_{l-1} W_l^\top + h_{l-1} V_l^\top
+        + c_l, \qquad \mathcal{R} h_l = s_l \odot \mathcal{R} z_l,
+        \qquad \mathcal{R} h_0 = 0,
+
+    then backward from :math:`\mathcal{R}\delta_L = (p \odot
+    \mathcal{R}z_L - p \, (p^\top \mathcal{R} z_L)) / n`:
+
+    .. math::
+        (Hv)_{W_l} = \mathcal{R}\delta_l^\top h_{l-1} + \delta_l^\top
+        \mathcal{R} h_{l-1}, \quad (Hv)_{b_l} = \textstyle\sum_n
+        \mathcal{R}\delta_l,
+
+        \mathcal{R}\delta_{l-1} = (\mathcal{R}\delta_l W_l + \delta_l V_l)
+        \odot s_{l-1} - 2\, (\delta_l W_l) \odot h_{l-1} \odot
+        \mathcal{R} h_{l-1}.
+
+    The activations and the :math:`\delta_l` are computed once, here; each
+    product then costs two passes of the MLP's size (about a gradient).
+    The numbers are autograd's double-backward (to rounding), at less cost;
+    it serves the inner step's transposed Jacobian
+    (:meth:`SGDMomentumStep.vjp_at`).
+    """
+    with torch.no_grad():
+        params = [p.detach() for p in params]
+        last = len(params) - 2
+        hidden = [x]
+        for i in range(0, len(params), 2):
+            z = torch.addmm(params[i + 1], hidden[-1], params[i].t())
+            if i < last:
+                hidden.append(torch.tanh(z))
+        p = torch.softmax(z, dim=1)
+        n = y.numel()
+        delta = p.clone()
+        delta[torch.arange(n, device=y.device), y] -= 1.0
+        delta /= n
+        slopes = [x.new_zeros(())] + [1.0 - h * h for h in hidden[1:]]
+        # deltas[l]: the loss gradient at z_{l+1}; back[l] = deltas[l] W_{l+1}
+        deltas: List[Tensor] = [delta] * len(hidden)
+        back: List[Tensor] = [delta] * len(hidden)
+        for i in range(last, 0, -2):
+            back[i // 2] = delta @ params[i]
+            delta = back[i // 2] * slopes[i // 2]
+            deltas[i // 2 - 1] = delta
+
+    def product(v: Sequence[Tensor]) -> List[Tensor]:
+        if len(v) != len(params):
+            raise ValueError(f"'v' must hold {len(params)} tensors, one per "
+                             f"parameter (got {len(v)})")
+        with torch.no_grad():
+            r_hidden: List[Optional[Tensor]] = [None]
+            for i in range(0, len(params), 2):
+                r_z = torch.addmm(v[i + 1], hidden[i // 2], v[i].t())
+                if r_hidden[-1] is not None:
+                    r_z.addmm_(r_hidden[-1], params[i].t())
+                if i < last:
+                    r_hidden.append(r_z.mul_(slopes[i // 2 + 1]))
+            r_delta = p * r_z
+            r_delta.sub_(p * r_delta.sum(1, keepdim=True)).div_(n)
+            out: List[Tensor] = list(v)
+            for i in range(last, -1, -2):
+                layer = i // 2
+                r_h = r_hidden[layer]
+                out[i] = r_delta.t() @ hidden[layer]
+                if r_h is not None:
+                    out[i].addmm_(deltas[layer].t(), r_h)
+                out[i + 1] = r_delta.sum(0)
+                if i > 0:
+                    h = hidden[layer]
+                    r_delta = (r_delta @ params[i]).addmm_(
+                        deltas[layer], v[i]).mul_(slopes[layer]).sub_(
+                        back[layer] * h * r_h * 2.0)
+            return out
+    return product
+
+
 def batch_schedule(num_examples: int, batch_size: int, steps: int,
                    generator: torch.Generator) -> List[Tensor]:
     """Index sets of ``steps`` mini-batches: the examples reshuffled each
@@ -129,13 +218,21 @@ class SGDMomentumStep:
     The ``t``-th call uses mini-batch ``batches[t]``; with ``last_full``,
     the last one (``t = len(batches) - 1``) uses all of ``(x, y)``: the
     paper's RBP runs differentiate that full-batch step at their final
-    state. Under :func:`torch.no_grad` a call computes the loss gradient
-    by hand (:func:`mlp_loss_and_grad`) and builds no graph; with grad
-    enabled it differentiates by autograd and keeps the graph
-    (``create_graph=True``), so gradients reach the hyperparameters and
-    the state through :math:`\nabla \ell` (Hessian-vector products).
-    :attr:`losses` holds each call's mini-batch loss (read from the device
-    only when asked for).
+    state. Where the weights carry a graph (BPTT, TBPTT, CG's products), a
+    call differentiates the loss by autograd and keeps that graph
+    (``create_graph=True``), so gradients reach the state through
+    :math:`\nabla \ell` (Hessian-vector products). Otherwise it computes
+    the loss gradient by hand (:func:`mlp_loss_and_grad`); with grad
+    enabled the update still records the hyperparameters' part,
+    :math:`\partial (w', v') / \partial (\alpha, \beta)`, which needs
+    :math:`\nabla \ell` only as a value. :attr:`losses` holds each call's
+    mini-batch loss (read from the device only when asked for).
+
+    The step offers its transposed Jacobian in closed form
+    (:class:`~pyg_rbp.implicit.ClosedFormMap`, :meth:`vjp_at`), so the
+    RBP methods' adjoint products take Hessian-vector products by hand
+    (:func:`mlp_hvp`) instead of autograd's double backward, and their
+    recorded step keeps no graph of the gradient.
 
     Args:
         x, y: The inner training set.
@@ -144,6 +241,9 @@ class SGDMomentumStep:
         batches: Index sets, one per step (:func:`batch_schedule`).
         last_full: The last step on the whole training set.
     """
+
+    #: :meth:`vjp_at` always returns a product
+    has_closed_form_vjp = True
 
     def __init__(self, x: Tensor, y: Tensor, log_lr: Tensor,
                  logit_mom: Tensor, batches: Sequence[Tensor],
@@ -158,6 +258,8 @@ class SGDMomentumStep:
         self.last_full = last_full
         self.t = 0
         self._losses: List[Tensor] = []
+        #: the examples of the latest call (what vjp_at differentiates)
+        self._last: Optional[Tuple[Tensor, Tensor]] = None
 
     @property
     def losses(self) -> List[float]:
@@ -182,11 +284,12 @@ class SGDMomentumStep:
                              f"{len(state)} tensors)")
         weights, momenta = list(state[:k]), list(state[k:])
         xb, yb = self._batch()
+        self._last = (xb, yb)
         alpha = self.log_lr.exp()
         beta = torch.sigmoid(self.logit_mom)
-        if torch.is_grad_enabled():
-            # a weight without a graph (the start) gets a fresh leaf to
-            # differentiate the loss by
+        if torch.is_grad_enabled() and any(p.requires_grad for p in weights):
+            # a weight without a graph gets a fresh leaf to differentiate
+            # the loss by
             w = [p if p.requires_grad else p.detach().requires_grad_(True)
                  for p in weights]
             loss = mlp_loss(w, xb, yb)
@@ -203,3 +306,37 @@ class SGDMomentumStep:
                      zip(weights, new_v, alpha.unbind())]
         self._losses.append(loss.detach())
         return tuple(new_w + new_v)
+
+    def vjp_at(self, state: Sequence[Tensor]
+               ) -> Callable[[Sequence[Tensor]], Tuple[Tensor, ...]]:
+        r"""The transposed Jacobian of the latest call's step at ``state``:
+        :math:`(ar w', ar v') \mapsto (ar w, ar v)`,
+
+        .. math::
+            u_i = ar v'_i + lpha_i ar w'_i, \qquad
+            ar v_i = eta_i u_i, \qquad
+            ar w = ar w' - H\,[(1 - eta) \odot u],
+
+        with :math:`H` the loss's Hessian on that call's examples at the
+        weights of ``state`` (:func:`mlp_hvp`, one product per call of the
+        returned function)."""
+        if self._last is None:
+            raise RuntimeError("SGDMomentumStep.vjp_at: the step has not "
+                               "been called yet (it differentiates the "
+                               "latest call's examples)")
+        k = self.log_lr.numel()
+        hvp = mlp_hvp(list(state[:k]), *self._last)
+        alpha = self.log_lr.detach().exp().unbind()
+        beta = torch.sigmoid(self.logit_mom.detach()).unbind()
+
+        def vjp(cotangent: Sequence[Tensor]) -> Tuple[Tensor, ...]:
+            bar_w, bar_v = cotangent[:k], cotangent[k:]
+            u = [cv + a * cw for cw, cv, a in zip(bar_w, bar_v, alpha)]
+            hu = hvp([(1 - b) * ui for ui, b in zip(u, beta)])
+            return tuple([cw - h for cw, h in zip(bar_w, hu)] +
+                         [b * ui for ui, b in zip(u, beta)])
+        return vjp
+
+    def release(self) -> None:
+        """Drop the latest call's examples (after the backward pass)."""
+        self._last = None

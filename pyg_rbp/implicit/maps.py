@@ -39,6 +39,12 @@ class ClosedFormMap(Protocol):
         release(): *(optional)* drop the references :meth:`vjp_at` kept;
             called once the backward pass is done with them.
 
+    A map on a structured state (a tuple, list or dict of tensors, see
+    :mod:`pyg_rbp.implicit.tree`) implements the protocol on that
+    structure: ``vjp_at(state)`` returns a function from a cotangent in the
+    state's structure to one (``overwrite`` is not used there);
+    :class:`pyg_rbp.hyperopt.SGDMomentumStep` is the library's own.
+
     Example::
 
         class Linear:                        # F(h) = A h + b

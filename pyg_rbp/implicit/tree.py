@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_float_tensor
+from .maps import closed_form_vjp, promises_closed_form, release
 
 #: What ``rbp`` accepts as a state besides a tensor.
 State = Union[Tensor, Sequence[Tensor], Mapping[str, Tensor]]
@@ -123,14 +124,23 @@ class TreeSpec:
 
 class FlatMap:
     """``s -> vec(F(unvec(s)))`` for a map on a structured state; remembers
-    its last input and output (detached) for the per-leaf residuals."""
+    its last input and output (detached) for the per-leaf residuals.
 
-    has_closed_form_vjp = False  # products by autograd through the step
+    A structured map that offers its transposed Jacobian
+    (:class:`~pyg_rbp.implicit.ClosedFormMap` on the structure: ``vjp_at``
+    takes the state and returns a function from a cotangent of the state's
+    structure to one) keeps doing so through the flat vector; otherwise the
+    products go by autograd through the recorded step."""
 
     def __init__(self, f: Callable[[Any], Any], spec: TreeSpec) -> None:
         self.f = f
         self.spec = spec
         self.last: Optional[Tuple[Tensor, Tensor]] = None
+
+    @property
+    def has_closed_form_vjp(self) -> bool:
+        """Whether the structured map promises a closed form."""
+        return promises_closed_form(self.f)
 
     def __call__(self, vector: Tensor) -> Tensor:
         out = self.spec.flatten(self.f(self.spec.unflatten(vector)),
@@ -138,5 +148,19 @@ class FlatMap:
         self.last = (vector.detach(), out.detach())
         return out
 
-    def vjp_at(self, h: Tensor) -> None:
-        return None
+    def vjp_at(self, h: Tensor) -> Optional[Callable[[Tensor], Tensor]]:
+        """The structured map's product, on flat vectors; ``None`` where it
+        has none."""
+        inner = closed_form_vjp(self.f, self.spec.unflatten(h))
+        if inner is None:
+            return None
+        spec = self.spec
+
+        def vjp(v: Tensor) -> Tensor:
+            return spec.flatten(inner(spec.unflatten(v)),
+                                "the output of 'f.vjp_at'")
+        return vjp
+
+    def release(self) -> None:
+        """Let the structured map drop what its ``vjp_at`` kept."""
+        release(self.f)

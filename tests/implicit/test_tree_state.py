@@ -165,6 +165,58 @@ def test_tuple_state_memory_does_not_grow_with_steps() -> None:
     assert saved(10) == saved(200)
 
 
+class _HeavyBall:
+    """Heavy-ball descent on 1/2 w^T Q w - c^T w as a structured map
+    ``(w, v) -> (w + lr v', v')``, ``v' = beta v - (1 - beta)(Q w - c)``,
+    with its transposed Jacobian on the structure (``vjp_at``), counting
+    products and releases."""
+
+    has_closed_form_vjp = True
+
+    def __init__(self, q: torch.Tensor, c: torch.Tensor, lr: float,
+                 beta: float) -> None:
+        self.q, self.c, self.lr, self.beta = q, c, lr, beta
+        self.products = self.releases = 0
+
+    def __call__(self, state):
+        w, v = state
+        v = self.beta * v - (1 - self.beta) * (self.q @ w - self.c)
+        return (w + self.lr * v, v)
+
+    def vjp_at(self, state):
+        def vjp(cot):
+            self.products += 1
+            cw, cv = cot
+            u = cv + self.lr * cw
+            return (cw - (1 - self.beta) * self.q.T @ u, self.beta * u)
+        return vjp
+
+    def release(self) -> None:
+        self.releases += 1
+
+
+@pytest.mark.parametrize("method", ["neumann", "fixed_point", "cg"])
+def test_structured_map_with_closed_form_vjp(method) -> None:
+    """A map on a tuple state that offers ``vjp_at`` on its structure: the
+    adjoint products go through it (not autograd), ``release`` reaches it,
+    and the gradient is the exact one (w* = Q^-1 c: dL/dc = Q^-T dL/dw*)."""
+    gen = torch.Generator().manual_seed(2)
+    m = torch.randn(4, 4, generator=gen, dtype=DT)
+    q = m @ m.T / 4 + torch.eye(4, dtype=DT)
+    c = torch.randn(4, generator=gen, dtype=DT, requires_grad=True)
+    f = _HeavyBall(q, c, lr=0.3 / float(torch.linalg.matrix_norm(q, 2)),
+                   beta=0.5)
+    state, stats = rbp(f, (torch.zeros(4, dtype=DT), torch.zeros(4, dtype=DT)),
+                       method=method, max_iter=5000, tol=1e-14,
+                       backward_steps=5000, backward_tol=1e-14)
+    assert stats.converged
+    weights = torch.arange(1., 5., dtype=DT)
+    (got, ) = torch.autograd.grad((state[0] * weights).sum(), c)
+    exact = torch.linalg.solve(q.T, weights)
+    assert float((got - exact).norm() / exact.norm()) < 1e-8
+    assert f.products >= stats.backward_steps > 0 and f.releases == 1
+
+
 def test_bad_structures_are_refused() -> None:
     a, b = torch.zeros(3), torch.zeros(2)
     with pytest.raises(ValueError, match=r"must be a tuple of 2 tensors"):
