@@ -1,7 +1,7 @@
 """A GGNN graph classifier: encoder, RBPGatedGraphConv, readout, MLP."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
@@ -11,12 +11,9 @@ from torch_geometric.typing import Adj, OptTensor
 
 from .._checks import check_choice, check_int
 from ..nn import RBPGatedGraphConv
-from .base import RBPModel
+from .base import ConvFactory, RBPModel
 
 READOUTS = ("gated", "sum", "mean")
-#: ``(hidden_channels, num_edge_types) -> layer``: builds a propagation
-#: layer in place of RBPGatedGraphConv.
-ConvFactory = Callable[[int, int], torch.nn.Module]
 
 
 class GatedReadout(torch.nn.Module):

@@ -26,10 +26,12 @@ adds over it is what the graph adds.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
+
+from .base import ConvFactory, tagged_factory
 
 
 class NoGraphConv(torch.nn.Module):
@@ -51,12 +53,8 @@ class NoGraphConv(torch.nn.Module):
         return torch.zeros_like(x)
 
 
-def no_graph_factory() -> Callable[[int, int], torch.nn.Module]:
+def no_graph_factory() -> ConvFactory:
     """``(hidden, num_edge_types) -> NoGraphConv()`` for a model's ``conv=``
     or a run's ``conv_factory=``; its ``name`` (``"none"``) goes into the
     run's report."""
-    def build(hidden: int, num_edge_types: int) -> torch.nn.Module:
-        return NoGraphConv()
-    build.name = NoGraphConv.name  # type: ignore[attr-defined]
-    build.num_edge_types = 1  # type: ignore[attr-defined]
-    return build
+    return tagged_factory(lambda hidden: NoGraphConv(), NoGraphConv)

@@ -18,12 +18,13 @@ Lightning runs take it as their propagation layer (``conv=`` /
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch_geometric.nn import GatedGraphConv
 
 from .._checks import check_int
+from .base import ConvFactory, tagged_factory
 
 
 class PygGatedGraphConv(torch.nn.Module):
@@ -61,16 +62,12 @@ class PygGatedGraphConv(torch.nn.Module):
         return self.conv(x, edge_index)
 
 
-def pyg_gated_factory(num_layers: int
-                      ) -> Callable[[int, int], torch.nn.Module]:
+def pyg_gated_factory(num_layers: int) -> ConvFactory:
     """``(hidden, num_edge_types) -> PygGatedGraphConv(hidden, num_layers)``
     for a model's ``conv=`` or a run's ``conv_factory=``; its ``name``
     (``"pyg"``) goes into the run's report and its ``num_edge_types`` (1)
     has the graphs fed untyped."""
     check_int("num_layers", num_layers, 1)
-
-    def build(hidden: int, num_edge_types: int) -> torch.nn.Module:
-        return PygGatedGraphConv(hidden, num_layers)
-    build.name = PygGatedGraphConv.name  # type: ignore[attr-defined]
-    build.num_edge_types = 1  # type: ignore[attr-defined]
-    return build
+    return tagged_factory(
+        lambda hidden: PygGatedGraphConv(hidden, num_layers),
+        PygGatedGraphConv)
