@@ -136,9 +136,9 @@ def mlp_hvp(params: Sequence[Tensor], x: Tensor, y: Tensor
 
     The activations and the :math:`\delta_l` are computed once, here; each
     product then costs two passes of the MLP's size (about a gradient).
-    The numbers are autograd's double-backward (to rounding), at less cost;
-    it serves the inner step's transposed Jacobian
-    (:meth:`SGDMomentumStep.vjp_at`).
+    The numbers are autograd's double backward (to rounding), at about its
+    time, without its graph (only the activations are kept); it serves the
+    inner step's transposed Jacobian (:meth:`SGDMomentumStep.vjp_at`).
     """
     with torch.no_grad():
         params = [p.detach() for p in params]
