@@ -310,12 +310,12 @@ class SGDMomentumStep:
     def vjp_at(self, state: Sequence[Tensor]
                ) -> Callable[[Sequence[Tensor]], Tuple[Tensor, ...]]:
         r"""The transposed Jacobian of the latest call's step at ``state``:
-        :math:`(ar w', ar v') \mapsto (ar w, ar v)`,
+        :math:`(\bar w', \bar v') \mapsto (\bar w, \bar v)`,
 
         .. math::
-            u_i = ar v'_i + lpha_i ar w'_i, \qquad
-            ar v_i = eta_i u_i, \qquad
-            ar w = ar w' - H\,[(1 - eta) \odot u],
+            u_i = \bar v'_i + \alpha_i \bar w'_i, \qquad
+            \bar v_i = \beta_i u_i, \qquad
+            \bar w = \bar w' - H\,[(1 - \beta) \odot u],
 
         with :math:`H` the loss's Hessian on that call's examples at the
         weights of ``state`` (:func:`mlp_hvp`, one product per call of the
