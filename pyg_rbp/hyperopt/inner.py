@@ -21,7 +21,7 @@ hypergradient.
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,48 @@ def mlp_loss(params: Sequence[Tensor], x: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(mlp_logits(params, x), y)
 
 
+class _Passes(NamedTuple):
+    r"""The MLP's forward and backward passes at one point, without a graph:
+    ``hidden[l]`` is :math:`h_l` (``hidden[0]`` the input), ``slopes[l]``
+    :math:`1 - h_l^2` (``slopes[0]`` unused), ``deltas[l]`` the loss
+    gradient at :math:`z_{l+1}`, ``back[l]`` :math:`\delta_{l+1}
+    W_{l+1}` (``back[0]`` unused), ``log_p`` the output log-probabilities."""
+
+    hidden: List[Tensor]
+    slopes: List[Tensor]
+    deltas: List[Tensor]
+    back: List[Tensor]
+    log_p: Tensor
+    rows: Tensor
+
+
+def _passes(params: Sequence[Tensor], x: Tensor, y: Tensor) -> _Passes:
+    """Forward through the MLP, then the loss gradient back to every layer's
+    pre-activation (the passes :func:`mlp_loss_and_grad` and
+    :func:`mlp_hvp` are built on)."""
+    with torch.no_grad():
+        hidden = [x]
+        last = len(params) - 2
+        for i in range(0, len(params), 2):
+            z = torch.addmm(params[i + 1], hidden[-1], params[i].t())
+            if i < last:
+                hidden.append(torch.tanh(z))
+        log_p = torch.log_softmax(z, dim=1)
+        rows = torch.arange(y.numel(), device=y.device)
+        delta = log_p.exp()
+        delta[rows, y] -= 1.0
+        delta /= y.numel()
+        # slopes[0] is a placeholder (the input has no tanh)
+        slopes = [x] + [1.0 - h * h for h in hidden[1:]]
+        deltas: List[Tensor] = [delta] * len(hidden)
+        back: List[Tensor] = [delta] * len(hidden)
+        for i in range(last, 0, -2):
+            back[i // 2] = delta @ params[i]
+            delta = back[i // 2] * slopes[i // 2]
+            deltas[i // 2 - 1] = delta
+        return _Passes(hidden, slopes, deltas, back, log_p, rows)
+
+
 def mlp_loss_and_grad(params: Sequence[Tensor], x: Tensor, y: Tensor
                       ) -> Tuple[Tensor, List[Tensor]]:
     r"""Mean cross-entropy of the MLP on ``(x, y)`` and its gradient with
@@ -82,25 +124,11 @@ def mlp_loss_and_grad(params: Sequence[Tensor], x: Tensor, y: Tensor
     mode.
     """
     with torch.no_grad():
-        hidden = [x]
-        last = len(params) - 2
-        for i in range(0, len(params), 2):
-            z = torch.addmm(params[i + 1], hidden[-1], params[i].t())
-            if i < last:
-                hidden.append(torch.tanh(z))
-        log_p = torch.log_softmax(z, dim=1)
-        rows = torch.arange(y.numel(), device=y.device)
-        loss = -log_p[rows, y].mean()
-        delta = log_p.exp()
-        delta[rows, y] -= 1.0
-        delta /= y.numel()
-        grads: List[Tensor] = [delta] * len(params)
-        for i in range(last, -1, -2):
-            h = hidden[i // 2]
-            grads[i] = delta.t() @ h
-            grads[i + 1] = delta.sum(0)
-            if i > 0:
-                delta = (delta @ params[i]).mul_(1.0 - h * h)
+        run = _passes(params, x, y)
+        loss = -run.log_p[run.rows, y].mean()
+        grads: List[Tensor] = []
+        for h, delta in zip(run.hidden, run.deltas):
+            grads += [delta.t() @ h, delta.sum(0)]
         return loss, grads
 
 
@@ -140,27 +168,10 @@ def mlp_hvp(params: Sequence[Tensor], x: Tensor, y: Tensor
     time, without its graph (only the activations are kept); it serves the
     inner step's transposed Jacobian (:meth:`SGDMomentumStep.vjp_at`).
     """
-    with torch.no_grad():
-        params = [p.detach() for p in params]
-        last = len(params) - 2
-        hidden = [x]
-        for i in range(0, len(params), 2):
-            z = torch.addmm(params[i + 1], hidden[-1], params[i].t())
-            if i < last:
-                hidden.append(torch.tanh(z))
-        p = torch.softmax(z, dim=1)
-        n = y.numel()
-        delta = p.clone()
-        delta[torch.arange(n, device=y.device), y] -= 1.0
-        delta /= n
-        slopes = [x.new_zeros(())] + [1.0 - h * h for h in hidden[1:]]
-        # deltas[l]: the loss gradient at z_{l+1}; back[l] = deltas[l] W_{l+1}
-        deltas: List[Tensor] = [delta] * len(hidden)
-        back: List[Tensor] = [delta] * len(hidden)
-        for i in range(last, 0, -2):
-            back[i // 2] = delta @ params[i]
-            delta = back[i // 2] * slopes[i // 2]
-            deltas[i // 2 - 1] = delta
+    last = len(params) - 2
+    hidden, slopes, deltas, back, log_p, _ = _passes(params, x, y)
+    p = log_p.exp()
+    n = y.numel()
 
     def product(v: Sequence[Tensor]) -> List[Tensor]:
         if len(v) != len(params):
