@@ -21,7 +21,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import pytorch_lightning as pl
 
 from ..data import ERRICA_DATASETS, TU_DATASETS
-from ..models.graph_classifier import READOUTS, ConvFactory
+from ..models.base import ConvFactory
+from ..models.graph_classifier import READOUTS
 from .config import RunConfig, opt
 from .datamodules import FOLD_SPLITS, GraphDataModule
 from .graph_module import GraphClassificationModule

@@ -22,13 +22,14 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import (Any, Callable, ClassVar, Dict, Iterable, Iterator, List,
+from typing import (Any, ClassVar, Dict, Iterable, Iterator, List,
                     Optional, Sequence, Tuple)
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 
+from ..models.base import ConvFactory
 from ..utils.records import write_json
 from .base import flush_denormals
 from .config import RunConfig
@@ -139,12 +140,6 @@ def mean_of(records: Sequence[Dict[str, Any]], key: str) -> Optional[float]:
 
 
 # -- the runner ---------------------------------------------------------------
-
-#: ``conv_factory(hidden_channels, num_edge_types) -> module``: a layer to
-#: train in place of RBPGatedGraphConv (PyG's GatedGraphConv:
-#: :func:`pyg_rbp.models.pyg_gated_factory`).
-ConvFactory = Callable[[int, int], Any]
-
 
 @dataclass(frozen=True)
 class Run:

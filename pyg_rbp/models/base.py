@@ -8,7 +8,8 @@ import torch
 from ..implicit import RBPStats
 
 #: ``(hidden_channels, num_edge_types) -> layer``: what a model's ``conv=``
-#: and a run's ``conv_factory=`` take in place of our layer.
+#: and a run's ``conv_factory=`` take in place of our layer (PyG's
+#: GatedGraphConv: :func:`pyg_rbp.models.pyg_gated_factory`).
 ConvFactory = Callable[[int, int], torch.nn.Module]
 
 
